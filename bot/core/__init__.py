@@ -1,0 +1,1 @@
+"""Platform-neutral handling of a message: accept, route, answer, store."""

