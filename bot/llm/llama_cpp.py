@@ -176,7 +176,7 @@ class LlamaCppModel(ChatModel):
         stop_event = threading.Event()
 
         def send(kind: str, value: Any) -> None:
-            # Runs on the worker thread. A closed loop means nobody is reading any more.
+            # Runs on the worker thread. A closed loop means the reader is gone, so decoding stops.
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
             except RuntimeError:
