@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     hr_contact: str = Field(default="your HR team", min_length=1, alias="CHATOPS_HR_CONTACT")
     company_name: str = Field(default="the company", min_length=1, alias="CHATOPS_COMPANY_NAME")
 
+    hr_users: str = Field(default="", alias="CHATOPS_HR_USERS")
+    admin_users: str = Field(default="", alias="CHATOPS_ADMIN_USERS")
+    manager_users: str = Field(default="", alias="CHATOPS_MANAGER_USERS")
+
     retrieval_top_k: int = Field(default=4, ge=1, le=20, alias="CHATOPS_RETRIEVAL_TOP_K")
     min_relevance: float = Field(default=0.35, ge=-1.0, le=1.0, alias="CHATOPS_MIN_RELEVANCE")
 

@@ -11,6 +11,7 @@ import procrastinate
 from bot.channels.base import ChannelClient
 from bot.config import Settings
 from bot.core.pipeline import Pipeline
+from bot.core.roles import RoleDirectory
 from bot.core.router import Router, load_skills
 from bot.llm import ChatModel, create_chat_model
 from bot.prompts import PromptLibrary
@@ -84,7 +85,7 @@ class Runtime:
         )
         context = SkillContext(settings=settings, model=self.model, retriever=self.retriever, prompts=PromptLibrary())
         self.router = Router(load_skills(context))
-        self.pipeline = Pipeline(self.db, self.router, self.channels)
+        self.pipeline = Pipeline(self.db, self.router, self.channels, RoleDirectory.from_settings(settings))
         logger.info("Loaded model %s in %.1f s", self.model.model_id, time.perf_counter() - started)
 
     async def aclose(self) -> None:

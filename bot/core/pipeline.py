@@ -8,6 +8,7 @@ import time
 
 from bot.channels.base import ChannelClient
 from bot.core.message import Citation, IncomingMessage, Reply
+from bot.core.roles import RoleDirectory
 from bot.core.router import Router
 from bot.errors import SkillError
 from bot.storage import exchanges
@@ -30,10 +31,13 @@ class Pipeline:
     ``posted`` mark being committed can still post the stored answer twice.
     """
 
-    def __init__(self, db: Database, router: Router, channels: dict[str, ChannelClient]) -> None:
+    def __init__(
+        self, db: Database, router: Router, channels: dict[str, ChannelClient], roles: RoleDirectory | None = None
+    ) -> None:
         self.db = db
         self.router = router
         self.channels = channels
+        self.roles = roles or RoleDirectory()
 
     async def answer(self, message: IncomingMessage) -> None:
         channel = self._channel(message.platform)
@@ -97,7 +101,7 @@ class Pipeline:
     async def _run_skill(self, message: IncomingMessage, route, history) -> tuple[SkillResult, str]:
         if route.skill is None:
             return SkillResult(text=self.router.help_text(), path="help"), "help"
-        request = SkillRequest(message=message, text=route.text, history=tuple(history), audiences=_audiences(message))
+        request = SkillRequest(message=message, text=route.text, history=tuple(history), audiences=self.roles.audiences_for(message))
         try:
             return await route.skill.handle(request), route.skill.name
         except SkillError as exc:
@@ -119,11 +123,6 @@ class Pipeline:
             return self.channels[platform]
         except KeyError:
             raise LookupError(f"no channel client configured for platform {platform!r}") from None
-
-
-def _audiences(message: IncomingMessage) -> frozenset[str]:
-    # Only sources for everyone may be used where everyone can read the reply.
-    return frozenset({"all"})
 
 
 def _render(result: SkillResult) -> str:

@@ -35,6 +35,8 @@ class SearchHit:
     audience: str
     similarity: float
     fused_score: float
+    kind: str = "text"
+    metadata: dict | None = None
 
     @property
     def heading(self) -> str | None:
@@ -45,8 +47,7 @@ _VECTOR_QUERY = text(
     """
     SELECT c.id, 1 - (c.embedding <=> CAST(:vector AS vector)) AS similarity
       FROM knowledge_chunks c
-      JOIN knowledge_sources s ON s.id = c.source_id
-     WHERE s.audience = ANY(:audiences)
+     WHERE c.audience = ANY(:audiences)
      ORDER BY c.embedding <=> CAST(:vector AS vector)
      LIMIT :limit
     """
@@ -55,10 +56,9 @@ _VECTOR_QUERY = text(
 _TEXT_QUERY = text(
     """
     SELECT c.id, ts_rank_cd(c.search_vector, query) AS rank
-      FROM knowledge_chunks c
-      JOIN knowledge_sources s ON s.id = c.source_id,
+      FROM knowledge_chunks c,
            websearch_to_tsquery('english', :query) AS query
-     WHERE s.audience = ANY(:audiences) AND c.search_vector @@ query
+     WHERE c.audience = ANY(:audiences) AND c.search_vector @@ query
      ORDER BY rank DESC
      LIMIT :limit
     """
@@ -66,7 +66,7 @@ _TEXT_QUERY = text(
 
 _DETAILS_QUERY = text(
     """
-    SELECT c.id, c.source_id, s.title, c.heading_path, c.text, s.audience,
+    SELECT c.id, c.source_id, s.title, c.heading_path, c.text, c.audience, c.kind, c.metadata,
            1 - (c.embedding <=> CAST(:vector AS vector)) AS similarity
       FROM knowledge_chunks c
       JOIN knowledge_sources s ON s.id = c.source_id
@@ -89,6 +89,9 @@ class Retriever:
         vector_literal = "[" + ",".join(f"{value:.7f}" for value in vector) + "]"
         allowed = sorted(set(audiences))
         async with self.db.sessions() as session:
+            # With an audience filter, HNSW alone may return fewer rows than asked;
+            # pgvector 0.8's iterative scan keeps searching until enough pass the filter.
+            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
             vector_rows = (
                 await session.execute(
                     _VECTOR_QUERY, {"vector": vector_literal, "audiences": allowed, "limit": self.candidates}
@@ -113,6 +116,8 @@ class Retriever:
                 audience=row.audience,
                 similarity=float(row.similarity),
                 fused_score=score,
+                kind=row.kind,
+                metadata=row.metadata,
             )
             for chunk_id, score in fused[:limit]
             if (row := details.get(chunk_id)) is not None

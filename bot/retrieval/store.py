@@ -121,6 +121,7 @@ class SourceStore:
                     ordinal=chunk.ordinal,
                     heading_path=list(chunk.heading_path),
                     text=chunk.text,
+                    audience=audience,
                     embedding=vector.tolist(),
                 )
                 for chunk, vector in zip(chunks, vectors)

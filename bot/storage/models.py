@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 EMBEDDING_DIM = 384
@@ -165,6 +165,7 @@ class KnowledgeChunk(Base):
         ),
         Index("ix_knowledge_chunks_search", "search_vector", postgresql_using="gin"),
         Index("ix_knowledge_chunks_source_ordinal", "source_id", "ordinal"),
+        Index("ix_knowledge_chunks_audience", "audience"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -172,6 +173,10 @@ class KnowledgeChunk(Base):
     ordinal: Mapped[int] = mapped_column(Integer)
     heading_path: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     text: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str] = mapped_column(String(64), default="all")
+    kind: Mapped[str] = mapped_column(String(16), default="text")
+    # For kind "faq": {"question": ..., "answer": ..., "category": ...}.
+    chunk_metadata: Mapped[dict] = mapped_column("metadata", JSONB, default=dict)
     embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
     search_vector: Mapped[str] = mapped_column(
         TSVECTOR, Computed("to_tsvector('english', text)", persisted=True)
@@ -189,3 +194,18 @@ class ProcessedEvent(Base):
     platform: Mapped[str] = mapped_column(String(16))
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ConversationReference(Base):
+    """What a platform needs to message a conversation proactively (Teams' ConversationReference)."""
+
+    __tablename__ = "conversation_references"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    service_url: Mapped[str] = mapped_column(Text)
+    tenant_id: Mapped[str | None] = mapped_column(String(128))
+    reference: Mapped[dict] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
