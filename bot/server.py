@@ -56,7 +56,7 @@ async def serve(settings: Settings, *, host: str, port: int, with_worker: bool, 
     channels: dict[str, ChannelClient] = {"slack": SlackChannelClient(web_client)}
     runtime = await Runtime.start(settings, urls, with_model=with_worker, channels=channels)
     bolt_app = create_bolt_app(signing_secret=signing_secret, client=web_client, db=runtime.db)
-    app = create_web_app(runtime, slack_handler=slack_events_handler(bolt_app))
+    app = create_web_app(runtime, slack_handler=slack_events_handler(bolt_app, signing_secret))
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

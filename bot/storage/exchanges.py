@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -136,7 +137,9 @@ async def record_answer(
             completion_tokens=completion_tokens,
             delivery_status="pending",
         )
-        .on_conflict_do_nothing(index_elements=["event_key"], index_where=Message.role == "assistant")
+        # The predicate must be literal SQL: Postgres cannot match a bound parameter
+        # against the partial unique index uq_messages_answer_event.
+        .on_conflict_do_nothing(index_elements=["event_key"], index_where=sql_text("role = 'assistant'"))
         .returning(Message.id)
     )
     if (await session.execute(statement)).first() is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channels.slack.convert import to_incoming
@@ -46,9 +49,41 @@ def create_bolt_app(*, signing_secret: str, client: AsyncWebClient, db: Database
     return app
 
 
-def slack_events_handler(bolt_app: AsyncApp):
+def slack_events_handler(bolt_app: AsyncApp, signing_secret: str):
+    """The aiohttp handler: reject what Bolt would crash on, then let Bolt dispatch.
+
+    Bolt verifies signatures too, but it raises (and aiohttp answers 500) on a
+    non-numeric timestamp or a body that is not the JSON or form it expects.
+    """
+    verifier = SignatureVerifier(signing_secret)
+
     async def handle(request: web.Request) -> web.Response:
-        bolt_response = await bolt_app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        body = await request.text()
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not timestamp.isdigit() or not verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+            logger.info("Rejected a Slack request with a missing, stale or invalid signature")
+            return web.json_response({"error": "invalid signature"}, status=401)
+        problem = _malformed(body, request.content_type)
+        if problem:
+            logger.info("Rejected a signed Slack request: %s", problem)
+            return web.json_response({"error": problem}, status=400)
+        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+        return await to_aiohttp_response(await bolt_app.async_dispatch(bolt_request))
 
     return handle
+
+
+def _malformed(body: str, content_type: str) -> str | None:
+    """Say what is wrong with a body Bolt cannot handle; None when it is fine."""
+    if content_type == "application/x-www-form-urlencoded":
+        return None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return "body is not valid JSON"
+    if not isinstance(payload, dict):
+        return "body is not a JSON object"
+    if "event" in payload and not isinstance(payload["event"], dict):
+        return "event is not an object"
+    return None
