@@ -1,0 +1,1 @@
+"""Microsoft Teams: Bot Framework activities in through botbuilder's CloudAdapter, replies out proactively."""
