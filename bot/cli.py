@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bot import sources_cli
 from bot.config import load_settings
 from bot.errors import ChatOpsError
 
@@ -57,17 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db.add_parser("upgrade", help="apply database migrations")
     upgrade.set_defaults(handler=_db_upgrade)
 
-    sources = commands.add_parser("sources", help="manage HR knowledge sources").add_subparsers(title="sources commands")
-    add = sources.add_parser("add", help="index files or folders (Markdown, text)")
-    add.add_argument("paths", nargs="+", type=Path, help="files or folders; folders are read one level deep")
-    add.add_argument("--audience", default="all", help="who may see these sources: all, managers or a group name")
-    add.add_argument("--owner", default=None, help="who maintains these sources (name or e-mail)")
-    add.set_defaults(handler=_sources_add)
-    listing = sources.add_parser("list", help="list indexed sources")
-    listing.set_defaults(handler=_sources_list)
-    remove = sources.add_parser("remove", help="remove a source and its chunks")
-    remove.add_argument("source", help="the source's path as listed, or its id")
-    remove.set_defaults(handler=_sources_remove)
+    sources_cli.register(commands)
+
+    evaluation = commands.add_parser("eval", help="evaluate a skill against questions with known answers")
+    eval_hr = evaluation.add_subparsers(title="eval commands").add_parser(
+        "hr", help="score HR answers on a question file, in a fresh temporary database"
+    )
+    eval_hr.add_argument("--questions", type=Path, required=True, help="JSON Lines question file")
+    eval_hr.add_argument("--sources", type=Path, required=True, help="folder whose top-level files are indexed")
+    eval_hr.add_argument("--json", type=Path, default=None, help="also write the figures and per-question rows here")
+    eval_hr.add_argument("--model", default=None, help="model to evaluate instead of CHATOPS_MODEL (name or .gguf path)")
+    eval_hr.set_defaults(handler=_eval_hr)
 
     slack = commands.add_parser("slack", help="Slack tools").add_subparsers(title="slack commands")
     test_event = slack.add_parser("test-event", help="send a signed test event to a running bot in local test mode")
@@ -75,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     test_event.add_argument("--url", default="http://127.0.0.1:8080", help="the bot's base URL")
     test_event.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the reply")
     test_event.set_defaults(handler=_slack_test_event)
+
+    teams = commands.add_parser("teams", help="Microsoft Teams tools").add_subparsers(title="teams commands")
+    package = teams.add_parser("package", help="build the Teams app package (zip) to upload in Teams")
+    package.add_argument("--website-url", required=True, help="https page about the bot, shown in Teams' app details")
+    package.add_argument("--privacy-url", default=None, help="https privacy statement (default: the website URL)")
+    package.add_argument("--terms-url", default=None, help="https terms of use (default: the website URL)")
+    package.add_argument("--app-version", default="1.0.0", help="app version; raise it for each new upload (default 1.0.0)")
+    package.add_argument("--developer-name", default=None, help="publisher name (default: CHATOPS_COMPANY_NAME)")
+    package.add_argument("--output", type=Path, default=Path("chatops-teams-app.zip"), help="zip file to write")
+    package.set_defaults(handler=_teams_package)
     return parser
 
 
@@ -116,73 +127,42 @@ def _db_upgrade(settings, args) -> int:
     return 0
 
 
-def _expand(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(child for child in path.iterdir() if child.is_file() and not child.name.startswith(".")))
-        else:
-            files.append(path)
-    return files
+def _eval_hr(settings, args) -> int:
+    """Run ``chatops eval hr`` and print the figures; per-question lines go to stderr."""
+    import json
 
+    from bot.evaluation.hr import run_hr_evaluation
+    from bot.evaluation.report import format_figures
 
-def _sources_add(settings, args) -> int:
-    from bot.runtime import Runtime, prepare_database
-
-    async def run() -> int:
-        runtime = await Runtime.start(settings, prepare_database(settings), with_model=False)
-        failures = 0
-        try:
-            for path in _expand(args.paths):
-                try:
-                    result = await runtime.sources.add_file(path, audience=args.audience, owner=args.owner)
-                except ChatOpsError as exc:
-                    failures += 1
-                    print(f"skipped {exc}", file=sys.stderr)
-                    continue
-                print(f"{result.status:9} {result.chunk_count:4} chunks  {result.title}  ({path})")
-        finally:
-            await runtime.aclose()
-        return 1 if failures else 0
-
-    return asyncio.run(run())
-
-
-def _sources_list(settings, args) -> int:
-    from bot.runtime import Runtime, prepare_database
-
-    async def run() -> None:
-        runtime = await Runtime.start(settings, prepare_database(settings), with_model=False)
-        try:
-            sources = await runtime.sources.list_sources()
-        finally:
-            await runtime.aclose()
-        if not sources:
-            print("no sources indexed; add some with: chatops sources add PATH")
-        for source in sources:
-            updated = source.updated_at.strftime("%Y-%m-%d %H:%M")
-            print(f"{source.title}  [{source.audience}, {source.chunk_count} chunks, updated {updated}]  {source.origin}")
-
-    asyncio.run(run())
+    figures = asyncio.run(
+        run_hr_evaluation(
+            settings,
+            questions_path=args.questions,
+            sources_dir=args.sources,
+            model=args.model,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    )
+    print(format_figures(figures))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
     return 0
 
 
-def _sources_remove(settings, args) -> int:
-    from bot.runtime import Runtime, prepare_database
+def _teams_package(settings, args) -> int:
+    from bot.channels.teams.package import PackageOptions, build_package
 
-    async def run() -> int:
-        runtime = await Runtime.start(settings, prepare_database(settings), with_model=False)
-        try:
-            removed = await runtime.sources.remove(args.source)
-        finally:
-            await runtime.aclose()
-        if not removed:
-            print(f"no source {args.source!r}; see chatops sources list", file=sys.stderr)
-            return 1
-        print(f"removed {args.source}")
-        return 0
-
-    return asyncio.run(run())
+    options = PackageOptions(
+        website_url=args.website_url,
+        privacy_url=args.privacy_url,
+        terms_of_use_url=args.terms_url,
+        app_version=args.app_version,
+        developer_name=args.developer_name,
+    )
+    path = build_package(settings, options, args.output)
+    print(f"wrote {path}; upload it in Teams under Apps > Manage your apps > Upload an app")
+    return 0
 
 
 def _slack_test_event(settings, args) -> int:

@@ -9,9 +9,12 @@ import signal
 from aiohttp import web
 
 from bot.channels.base import ChannelClient
+from bot.channels.slack.app import create_bolt_app
 from bot.channels.slack.client import SlackChannelClient, create_web_client
-from bot.channels.slack.events import create_bolt_app, slack_events_handler
+from bot.channels.slack.endpoint import slack_events_handler
+from bot.channels.slack.socket_mode import connect_socket_mode
 from bot.config import Settings
+from bot.core.roles import RoleDirectory
 from bot.local_slack import LOCAL_BOT_TOKEN, local_slack_settings
 from bot.queue import MESSAGES_QUEUE, run_stalled_job_recovery
 from bot.runtime import Runtime, prepare_database
@@ -20,8 +23,14 @@ from bot.web import create_web_app
 logger = logging.getLogger(__name__)
 
 
-def slack_credentials(settings: Settings) -> tuple[str, str, str, bool]:
-    """Return (bot token, signing secret, API URL, local test mode)."""
+def slack_credentials(settings: Settings) -> tuple[str, str | None, str, bool]:
+    """Return (bot token, signing secret, API URL, local test mode).
+
+    The signing secret is None in Socket Mode without the HTTP endpoint.
+    """
+    if settings.slack_app_token and not settings.slack_signing_secret:
+        settings.require_slack_socket_mode()
+        return settings.slack_bot_token, None, settings.slack_api_url, False
     if settings.slack_bot_token or settings.slack_signing_secret:
         settings.require_slack_http()
         return settings.slack_bot_token, settings.slack_signing_secret, settings.slack_api_url, False
@@ -50,20 +59,33 @@ async def run_worker(runtime: Runtime, *, concurrency: int, stalled_after_s: flo
 
 
 async def serve(settings: Settings, *, host: str, port: int, with_worker: bool, announce=print) -> None:
+    if settings.teams_enabled:
+        settings.require_teams()
     urls = await asyncio.to_thread(prepare_database, settings)
     token, signing_secret, api_url, local_mode = slack_credentials(settings)
     web_client = create_web_client(token, api_url)
-    channels: dict[str, ChannelClient] = {"slack": SlackChannelClient(web_client)}
+    channels: dict[str, ChannelClient] = {"slack": _slack_channel(settings, web_client)}
     runtime = await Runtime.start(settings, urls, with_model=with_worker, channels=channels)
+    _attach_slack(runtime)
+    teams_handler = _install_teams(runtime)
     bolt_app = create_bolt_app(signing_secret=signing_secret, client=web_client, db=runtime.db)
-    app = create_web_app(runtime, slack_handler=slack_events_handler(bolt_app, signing_secret))
+    slack_handler = slack_events_handler(bolt_app, signing_secret) if signing_secret else None
+    app = create_web_app(runtime, slack_handler=slack_handler, teams_handler=teams_handler)
+    socket_mode = None
+    if settings.slack_app_token:
+        socket_mode = await connect_socket_mode(bolt_app, app_token=settings.slack_app_token, client=web_client)
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     announce(f"chatops listening on http://{host}:{port}")
-    announce(f"  Slack events:  POST http://{host}:{port}/slack/events")
+    if slack_handler is not None:
+        announce(f"  Slack events:  POST http://{host}:{port}/slack/events")
+    if socket_mode is not None:
+        announce("  Slack:         connected in Socket Mode")
+    if teams_handler is not None:
+        announce(f"  Teams:         POST http://{host}:{port}/api/messages")
     announce(f"  Health check:  GET  http://{host}:{port}/healthz")
     if local_mode:
         announce(
@@ -87,6 +109,8 @@ async def serve(settings: Settings, *, host: str, port: int, with_worker: bool, 
         await _wait_for(stop, worker)
     finally:
         logger.info("Shutting down")
+        if socket_mode is not None:
+            await socket_mode.close_async()
         await runner.cleanup()
         if worker is not None:
             worker.cancel()
@@ -96,10 +120,14 @@ async def serve(settings: Settings, *, host: str, port: int, with_worker: bool, 
 
 async def work(settings: Settings, *, announce=print) -> None:
     """Run queue workers only: no HTTP endpoints."""
+    if settings.teams_enabled:
+        settings.require_teams()
     urls = await asyncio.to_thread(prepare_database, settings)
     token, _, api_url, _ = slack_credentials(settings)
-    channels: dict[str, ChannelClient] = {"slack": SlackChannelClient(create_web_client(token, api_url))}
+    channels: dict[str, ChannelClient] = {"slack": _slack_channel(settings, create_web_client(token, api_url))}
     runtime = await Runtime.start(settings, urls, with_model=True, channels=channels)
+    _attach_slack(runtime)
+    _install_teams(runtime)
     announce(f"chatops worker running with concurrency {settings.worker_concurrency}")
     stop = _stop_event()
     worker = asyncio.create_task(
@@ -116,6 +144,25 @@ async def work(settings: Settings, *, announce=print) -> None:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         await runtime.aclose()
+
+
+def _slack_channel(settings: Settings, web_client) -> SlackChannelClient:
+    return SlackChannelClient(web_client, placeholder_after_s=settings.slack_placeholder_after_s)
+
+
+def _attach_slack(runtime: Runtime) -> None:
+    """Give the Slack client the database, source store and roles that delivery and shared files need."""
+    roles = RoleDirectory.from_settings(runtime.settings)
+    runtime.channels["slack"].attach(db=runtime.db, sources=runtime.sources, roles=roles)
+
+
+def _install_teams(runtime: Runtime):
+    """Register the Teams client when MicrosoftAppId is set; return the /api/messages handler or None."""
+    if not runtime.settings.teams_enabled:
+        return None
+    from bot.channels.teams.adapter import install
+
+    return install(runtime)
 
 
 def _stop_event() -> asyncio.Event:

@@ -19,6 +19,7 @@ async def send_test_event(question: str, *, bot_url: str, local: LocalSlack, tim
     slack = await FakeSlackApi(bot_user_id=LOCAL_BOT_USER_ID).start(port=port)
     try:
         payload = app_mention_payload(question, event_id=f"Ev{uuid.uuid4().hex[:10].upper()}", bot_user_id=LOCAL_BOT_USER_ID)
+        event = payload["event"]
         body = json.dumps(payload)
         started = time.perf_counter()
         async with aiohttp.ClientSession() as session:
@@ -29,10 +30,10 @@ async def send_test_event(question: str, *, bot_url: str, local: LocalSlack, tim
                 if response.status != 200:
                     print(await response.text())
                     return None
-        try:
-            calls = await slack.wait_for("chat.postMessage", timeout=timeout_s)
-        except TimeoutError:
+        # A slow answer first shows a placeholder, which the answer then replaces.
+        answers = await slack.wait_for_answers(event["channel"], event["ts"], timeout=timeout_s)
+        if not answers:
             return None
-        return str(calls[0].params.get("text"))
+        return str(answers[0]["text"])
     finally:
         await slack.stop()

@@ -14,12 +14,18 @@ logger = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
-def create_web_app(runtime: Runtime, *, slack_handler=None) -> web.Application:
+def create_web_app(runtime: Runtime, *, slack_handler=None, teams_handler=None) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app["runtime"] = runtime
     app.router.add_get("/healthz", healthz)
     if slack_handler is not None:
         app.router.add_post("/slack/events", slack_handler)
+        # Bolt tells events, interactivity and slash commands apart by their bodies,
+        # so the manifest may point all three at /slack/events or at these.
+        app.router.add_post("/slack/interactive", slack_handler)
+        app.router.add_post("/slack/commands", slack_handler)
+    if teams_handler is not None:
+        app.router.add_post("/api/messages", teams_handler)
     return app
 
 

@@ -22,6 +22,23 @@ class ChannelClient(abc.ABC):
     @abc.abstractmethod
     async def send_reply(self, message: IncomingMessage, reply: Reply) -> str: ...
 
+    async def prepare(self, message: IncomingMessage) -> IncomingMessage:
+        """Return ``message`` ready for a skill, with platform markup resolved.
+
+        The worker calls this before routing, never before the platform's
+        acknowledgement, so it MAY call the platform's API (to look up the names
+        of mentioned people, for example). The default returns ``message``.
+        """
+        return message
+
+    async def handle_directly(self, message: IncomingMessage) -> str | None:
+        """Handle a platform action that needs no skill and return the reply text.
+
+        For example, storing a file someone shared. None, the default, routes the
+        message to a skill as usual.
+        """
+        return None
+
     async def show_progress(self, message: IncomingMessage) -> None:
         """Tell the asker that an answer is being prepared."""
         return None

@@ -1,9 +1,17 @@
-"""Accepting a platform message: record its event id and queue it, atomically."""
+"""Accepting a platform message: record its event id and queue it, atomically.
+
+Messages that arrive while an earlier acceptance is committing are accepted
+together in the next transaction, with one statement per step for the whole
+batch. The web process runs one event loop, so under a burst the per-statement
+round trips, not PostgreSQL, limit how fast requests are acknowledged.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import text
 
@@ -13,11 +21,19 @@ from bot.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
-_RECORD_EVENT = text(
-    "INSERT INTO processed_events (event_key, platform) VALUES (:event_key, :platform) "
+# Upper bound of messages committed in one transaction.
+MAX_BATCH = 200
+
+_RECORD_EVENTS = text(
+    "INSERT INTO processed_events (event_key, platform) "
+    "SELECT * FROM unnest(CAST(:event_keys AS text[]), CAST(:platforms AS text[])) "
     "ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
 )
-_SET_JOB = text("UPDATE processed_events SET job_id = :job_id WHERE event_key = :event_key")
+_SET_JOBS = text(
+    "UPDATE processed_events AS p SET job_id = v.job_id "
+    "FROM unnest(CAST(:event_keys AS text[]), CAST(:job_ids AS bigint[])) AS v(event_key, job_id) "
+    "WHERE p.event_key = v.event_key"
+)
 
 
 async def accept_message(db: Database, message: IncomingMessage) -> bool:
@@ -25,18 +41,79 @@ async def accept_message(db: Database, message: IncomingMessage) -> bool:
 
     The event id and the job commit together: if queueing fails, the event id is
     rolled back too, so the platform's re-delivery is accepted instead of dropped.
+    A failure fails every message of the same batch, and each caller gets the error.
     """
-    started = time.perf_counter()
-    async with db.engine.begin() as conn:
-        inserted = (await conn.execute(_RECORD_EVENT, {"event_key": message.event_key, "platform": message.platform})).first()
-        if inserted is None:
-            logger.info("Dropped duplicate delivery of event %s", message.event_key)
-            return False
-        raw = await conn.get_raw_connection()
-        deferrer = answer_message.configure(connection=raw.driver_connection)
-        job_id = await deferrer.defer_async(message=message.to_job_args())
-        await conn.execute(_SET_JOB, {"job_id": job_id, "event_key": message.event_key})
-    logger.info(
-        "Accepted event %s as job %s in %.1f ms", message.event_key, job_id, (time.perf_counter() - started) * 1000
-    )
-    return True
+    loop = asyncio.get_running_loop()
+    intake = _intakes.get(db)
+    if intake is None or intake.loop is not loop:
+        intake = _intakes[db] = _Intake(db, loop)
+    return await intake.accept(message)
+
+
+class _Intake:
+    """Commits the messages of one database and event loop in batches, one transaction at a time."""
+
+    def __init__(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
+        self.db = db
+        self.loop = loop
+        self._pending: list[tuple[IncomingMessage, asyncio.Future[bool]]] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    async def accept(self, message: IncomingMessage) -> bool:
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self._pending.append((message, future))
+        if self._drain is None or self._drain.done():
+            self._drain = self.loop.create_task(self._commit_pending())
+        return await future
+
+    async def _commit_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                accepted = await self._commit(batch)
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for message, future in batch:
+                queued = message.event_key in accepted
+                # Only the first caller with a new event key gets True.
+                accepted.discard(message.event_key)
+                if not queued:
+                    logger.info("Dropped duplicate delivery of event %s", message.event_key)
+                if not future.done():
+                    future.set_result(queued)
+
+    async def _commit(self, batch: list[tuple[IncomingMessage, asyncio.Future[bool]]]) -> set[str]:
+        """Record and queue the batch's new events; return the event keys queued."""
+        started = time.perf_counter()
+        messages: dict[str, IncomingMessage] = {}
+        for message, _ in batch:
+            # The same event twice in one batch is queued once, for its first caller.
+            messages.setdefault(message.event_key, message)
+        async with self.db.engine.begin() as conn:
+            rows = await conn.execute(
+                _RECORD_EVENTS,
+                {"event_keys": list(messages), "platforms": [message.platform for message in messages.values()]},
+            )
+            new = [messages[row.event_key] for row in rows]
+            job_ids: list[int] = []
+            if new:
+                raw = await conn.get_raw_connection()
+                deferrer = answer_message.configure(connection=raw.driver_connection)
+                job_ids = await deferrer.batch_defer_async(*({"message": message.to_job_args()} for message in new))
+                await conn.execute(
+                    _SET_JOBS, {"event_keys": [message.event_key for message in new], "job_ids": job_ids}
+                )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for message, job_id in zip(new, job_ids):
+            logger.info(
+                "Accepted event %s as job %s in %.1f ms (batch of %d)", message.event_key, job_id, elapsed_ms, len(batch)
+            )
+        return {message.event_key for message in new}
+
+
+_intakes: WeakKeyDictionary[Database, _Intake] = WeakKeyDictionary()

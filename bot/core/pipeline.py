@@ -41,6 +41,7 @@ class Pipeline:
 
     async def answer(self, message: IncomingMessage) -> None:
         channel = self._channel(message.platform)
+        message = await channel.prepare(message)
         async with self.db.transaction() as session:
             answer = await exchanges.find_answer(session, message.event_key)
             if answer is None:
@@ -62,7 +63,11 @@ class Pipeline:
             await channel.show_progress(message)
         except Exception:
             logger.warning("Could not show progress for event %s", message.event_key, exc_info=True)
-        result, skill_name = await self._run_skill(message, route, history)
+        direct = await channel.handle_directly(message)
+        if direct is not None:
+            result, skill_name = SkillResult(text=direct, path="direct"), f"{channel.platform}_action"
+        else:
+            result, skill_name = await self._run_skill(message, route, history)
         latency_ms = int((time.perf_counter() - started) * 1000)
         async with self.db.transaction() as session:
             stored = await exchanges.record_answer(

@@ -40,6 +40,8 @@ def make_bot(urls, slack, data_dir, *args: str) -> BotProcess:
         data_dir=data_dir,
         CHATOPS_WORKER_HEARTBEAT_S="0.5",
         CHATOPS_STALLED_AFTER_S="2",
+        # No placeholder message: a post in the thread then means the answer itself.
+        CHATOPS_SLACK_PLACEHOLDER_AFTER_S="60",
     )
     return BotProcess(env=env, port=free_port(), log_path=data_dir / "serve.log", args=list(args))
 

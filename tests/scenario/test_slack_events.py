@@ -56,12 +56,11 @@ def query(urls, sql: str, *params):
 
 
 async def wait_for_replies(slack: FakeSlackApi, thread_ts: str, count: int = 1, timeout: float = 60.0) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        replies = [call for call in slack.calls_to("chat.postMessage") if call.params.get("thread_ts") == thread_ts]
-        if len(replies) >= count:
-            return replies
-        await asyncio.sleep(0.1)
+    """The bot's answer messages in the thread, as they read after any progress placeholder was replaced."""
+    return await slack.wait_for_answers("C0TEST001", thread_ts, count, timeout)
+
+
+def posts_in(slack: FakeSlackApi, thread_ts: str) -> list:
     return [call for call in slack.calls_to("chat.postMessage") if call.params.get("thread_ts") == thread_ts]
 
 
@@ -73,11 +72,12 @@ async def test_app_mention_gets_one_cited_reply(bot, fake_slack, indexed_db):
 
     assert status == 200
     assert elapsed < 3.0
-    replies = await wait_for_replies(fake_slack, ts)
+    await wait_for_replies(fake_slack, ts)
     await asyncio.sleep(1.0)
-    replies = [call for call in fake_slack.calls_to("chat.postMessage") if call.params.get("thread_ts") == ts]
+    replies = fake_slack.answers("C0TEST001", ts)
     assert len(replies) == 1, bot.log()
-    text = replies[0].params["text"]
+    assert len(posts_in(fake_slack, ts)) == 1
+    text = replies[0]["text"]
     assert "Sources:" in text
     assert "Sick Leave" in text
     assert "10" in text
@@ -104,7 +104,7 @@ async def test_reply_goes_to_existing_thread(bot, fake_slack):
     assert status == 200
     replies = await wait_for_replies(fake_slack, "1790000002.000100")
     assert len(replies) == 1
-    assert not [c for c in fake_slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == "1790000002.000300"]
+    assert not posts_in(fake_slack, "1790000002.000300")
 
 
 @pytest.mark.parametrize(
@@ -139,8 +139,8 @@ async def test_retried_delivery_answered_once(bot, fake_slack, indexed_db):
     assert [first[0], *(r[0] for r in retries)] == [200, 200, 200]
     await wait_for_replies(fake_slack, ts)
     await asyncio.sleep(2.0)
-    replies = [call for call in fake_slack.calls_to("chat.postMessage") if call.params.get("thread_ts") == ts]
-    assert len(replies) == 1
+    assert len(fake_slack.answers("C0TEST001", ts)) == 1
+    assert len(posts_in(fake_slack, ts)) == 1
     counts = query(indexed_db, "SELECT role, count(*) FROM messages WHERE event_key = %s GROUP BY role ORDER BY role",
                    "slack:T0TEST001:C0TEST001:" + ts)
     assert counts == [("assistant", 1), ("user", 1)]
@@ -155,7 +155,7 @@ async def test_uncovered_question_gets_hr_contact(bot, fake_slack, indexed_db):
     assert status == 200
     replies = await wait_for_replies(fake_slack, ts)
     assert len(replies) == 1
-    assert HR_CONTACT in replies[0].params["text"]
+    assert HR_CONTACT in replies[0]["text"]
     path = query(indexed_db, "SELECT answer_path FROM messages WHERE event_key = %s AND role = 'assistant'",
                  "slack:T0TEST001:C0TEST001:" + ts)
     assert path == [("not_found",)]

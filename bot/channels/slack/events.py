@@ -1,89 +1,98 @@
-"""The Slack Events API endpoint: verify, convert, queue, acknowledge."""
+"""Events API listeners: decide which messages the bot answers, and queue them.
+
+The bot answers:
+
+* every ``app_mention``;
+* every message a person sends it in a DM;
+* messages in a channel thread where it has answered before, without a mention;
+* an edited question once more, in the same thread, the first time a person
+  changes the text of a message the bot accepted. Later edits of that message,
+  and changes that leave its text as it was, are ignored.
+
+A file shared in a DM is queued too; the worker adds it to the knowledge sources
+when the sender has the HR or admin role. Messages from bots (this one included),
+deletions and link previews are ignored. A message that arrives both as
+``message`` and as ``app_mention`` has one key and gets one reply.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.signature import SignatureVerifier
-from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
 
-from bot.channels.slack.convert import to_incoming
+from bot.channels.slack.convert import (
+    PLATFORM,
+    edit_to_incoming,
+    file_share_to_incoming,
+    is_thread_reply,
+    original_key,
+    to_incoming,
+)
 from bot.core.intake import accept_message
+from bot.core.message import IncomingMessage
 from bot.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
+_BOT_ANSWERED_IN_THREAD = text(
+    "SELECT 1 FROM conversations c JOIN messages m ON m.conversation_id = c.id "
+    "WHERE c.platform = :platform AND c.channel_id = :channel AND c.thread_key = :thread "
+    "AND m.role = 'assistant' LIMIT 1"
+)
+_EVENT_ACCEPTED = text("SELECT 1 FROM processed_events WHERE event_key = :event_key")
 
-def create_bolt_app(*, signing_secret: str, client: AsyncWebClient, db: Database) -> AsyncApp:
-    """A Bolt app whose listeners only queue work, so Slack gets its answer in milliseconds.
 
-    ``process_before_response`` makes Bolt acknowledge after the listener returns:
-    the message is in the queue before Slack hears 200, and a failure to queue
-    returns an error so that Slack delivers the event again.
-    """
-    app = AsyncApp(
-        signing_secret=signing_secret,
-        client=client,
-        process_before_response=True,
-        # The bot's own messages are dropped in to_incoming, with other bots' ones.
-        ignoring_self_events_enabled=True,
-    )
-
+def register_event_listeners(app: AsyncApp, db: Database) -> None:
     async def queue_event(event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
-        message = to_incoming(event, team_id=body.get("team_id"), bot_user_id=context.get("bot_user_id"))
-        if message is None:
-            return
-        if event.get("type") == "message" and message.channel_type != "im":
-            # In channels the bot answers when mentioned; that arrives as app_mention.
-            return
-        await accept_message(db, message)
+        message = await _message_to_answer(db, event, team_id=body.get("team_id"), bot_user_id=context.get("bot_user_id"))
+        if message is not None:
+            await accept_message(db, message)
 
     app.event("app_mention")(queue_event)
     app.event("message")(queue_event)
-    return app
 
 
-def slack_events_handler(bolt_app: AsyncApp, signing_secret: str):
-    """The aiohttp handler: reject what Bolt would crash on, then let Bolt dispatch.
-
-    Bolt verifies signatures too, but it raises (and aiohttp answers 500) on a
-    non-numeric timestamp or a body that is not the JSON or form it expects.
-    """
-    verifier = SignatureVerifier(signing_secret)
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.text()
-        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-        signature = request.headers.get("X-Slack-Signature", "")
-        if not timestamp.isdigit() or not verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
-            logger.info("Rejected a Slack request with a missing, stale or invalid signature")
-            return web.json_response({"error": "invalid signature"}, status=401)
-        problem = _malformed(body, request.content_type)
-        if problem:
-            logger.info("Rejected a signed Slack request: %s", problem)
-            return web.json_response({"error": problem}, status=400)
-        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
-        return await to_aiohttp_response(await bolt_app.async_dispatch(bolt_request))
-
-    return handle
-
-
-def _malformed(body: str, content_type: str) -> str | None:
-    """Say what is wrong with a body Bolt cannot handle; None when it is fine."""
-    if content_type == "application/x-www-form-urlencoded":
-        return None
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return "body is not valid JSON"
-    if not isinstance(payload, dict):
-        return "body is not a JSON object"
-    if "event" in payload and not isinstance(payload["event"], dict):
-        return "event is not an object"
+async def _message_to_answer(
+    db: Database, event: dict[str, Any], *, team_id: str | None, bot_user_id: str | None
+) -> IncomingMessage | None:
+    """Return the message to queue for ``event``, or None when the bot stays silent."""
+    subtype = event.get("subtype")
+    if event.get("type") == "message" and subtype == "message_changed":
+        return await _edit_to_answer(db, event, team_id=team_id, bot_user_id=bot_user_id)
+    if event.get("type") == "message" and subtype == "file_share" and event.get("channel_type") == "im":
+        return file_share_to_incoming(event, team_id=team_id, bot_user_id=bot_user_id)
+    message = to_incoming(event, team_id=team_id, bot_user_id=bot_user_id)
+    if message is None or event.get("type") == "app_mention" or message.channel_type == "im":
+        return message
+    # A channel message without a mention: answered only in a thread the bot is part of.
+    if is_thread_reply(event) and await _bot_answered_in_thread(db, message):
+        return message
     return None
+
+
+async def _edit_to_answer(
+    db: Database, event: dict[str, Any], *, team_id: str | None, bot_user_id: str | None
+) -> IncomingMessage | None:
+    message = edit_to_incoming(event, team_id=team_id, bot_user_id=bot_user_id)
+    if message is None:
+        return None
+    async with db.engine.connect() as conn:
+        accepted = (await conn.execute(_EVENT_ACCEPTED, {"event_key": original_key(message.event_key)})).first()
+    if accepted is None:
+        logger.info("Ignored an edit of message %s, which the bot did not answer", message.message_id)
+        return None
+    return message
+
+
+async def _bot_answered_in_thread(db: Database, message: IncomingMessage) -> bool:
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                _BOT_ANSWERED_IN_THREAD,
+                {"platform": PLATFORM, "channel": message.channel_id, "thread": message.thread_key},
+            )
+        ).first()
+    return row is not None
