@@ -77,14 +77,14 @@ class Settings(BaseSettings):
     hr_faq_min_similarity: float = Field(default=0.75, ge=-1.0, le=1.0, alias="CHATOPS_HR_FAQ_MIN_SIMILARITY")
     hr_faq_min_coverage: float = Field(default=0.5, ge=0.0, le=1.0, alias="CHATOPS_HR_FAQ_MIN_COVERAGE")
     hr_faq_topic_similarity: float = Field(default=0.6, ge=-1.0, le=1.0, alias="CHATOPS_HR_FAQ_TOPIC_SIMILARITY")
-    hr_min_passage_score: float = Field(default=0.31, ge=-1.0, le=2.0, alias="CHATOPS_HR_MIN_PASSAGE_SCORE")
+    hr_min_passage_score: float = Field(default=0.32, ge=-1.0, le=2.0, alias="CHATOPS_HR_MIN_PASSAGE_SCORE")
     hr_min_coverage: float = Field(default=0.2, ge=0.0, le=1.0, alias="CHATOPS_HR_MIN_COVERAGE")
     hr_max_unknown_share: float = Field(default=0.25, ge=0.0, le=1.0, alias="CHATOPS_HR_MAX_UNKNOWN_SHARE")
     hr_locations: str = Field(default="", alias="CHATOPS_HR_LOCATIONS")
     hr_model_answers: bool = Field(default=True, alias="CHATOPS_HR_MODEL_ANSWERS")
     hr_max_answer_chars: int = Field(default=600, ge=100, le=4000, alias="CHATOPS_HR_MAX_ANSWER_CHARS")
     # Answers are one or two sentences; a longer generation is cut and fails the grounding check.
-    hr_answer_tokens: int = Field(default=96, ge=16, le=4096, alias="CHATOPS_HR_ANSWER_TOKENS")
+    hr_answer_tokens: int = Field(default=64, ge=16, le=4096, alias="CHATOPS_HR_ANSWER_TOKENS")
 
     worker_concurrency: int = Field(default=1, ge=1, le=64, alias="CHATOPS_WORKER_CONCURRENCY")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300, alias="CHATOPS_WORKER_HEARTBEAT_S")
