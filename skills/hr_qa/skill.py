@@ -422,7 +422,7 @@ class HRQuestionSkill(Skill):
         contact = self.context.settings.hr_contact
         text = (
             "I couldn't find this in the HR sources I have, so I won't guess. "
-            f"Please ask HR: {contact}."
+            f"Please ask {contact}."
         )
         best = max((hit.similarity for hit in hits), default=None)
         logger.info("No HR source answers the question (best similarity %s)", f"{best:.2f}" if best is not None else "none")
@@ -432,7 +432,7 @@ class HRQuestionSkill(Skill):
         contact = self.context.settings.hr_contact
         text = (
             "I answer HR policy questions from the HR sources only, and I can't change how I work "
-            f"or share my instructions. For anything else, please ask HR: {contact}."
+            f"or share my instructions. For anything else, please ask {contact}."
         )
         return SkillResult(text=text, path=PATH_REFUSED)
 
