@@ -104,6 +104,8 @@ class Pipeline:
         return stored
 
     async def _run_skill(self, message: IncomingMessage, route, history) -> tuple[SkillResult, str]:
+        if route.unavailable is not None:
+            return SkillResult(text=self.router.unavailable_text(route.unavailable), path="unavailable"), route.unavailable
         if route.skill is None:
             return SkillResult(text=self.router.help_text(), path="help"), "help"
         request = SkillRequest(message=message, text=route.text, history=tuple(history), audiences=self.roles.audiences_for(message))

@@ -16,11 +16,25 @@ DEFAULT_SKILL = "hr_qa"
 
 @dataclass(frozen=True)
 class Route:
-    """The skill chosen for a message and the text it receives; ``skill`` None means help."""
+    """The skill chosen for a message and the text it receives.
+
+    ``skill`` None means a reply without a skill: help, or ``unavailable`` naming a
+    command whose skill this installation does not have.
+    """
 
     skill: Skill | None
     text: str
+    unavailable: str | None = None
 
+
+# Command words the chat platforms offer (Slack's /summarize and /report, the Teams
+# command list) whose skills may not be installed. Without one, the message must not
+# fall through to HR Q&A, which would treat a ticket as a policy question.
+PLATFORM_COMMANDS = {
+    "summarize": "summaries of tickets and threads",
+    "summarise": "summaries of tickets and threads",
+    "report": "report drafts",
+}
 
 def load_skills(context: SkillContext) -> dict[str, Skill]:
     """Create every skill registered under the ``chatops.skills`` entry-point group."""
@@ -50,7 +64,13 @@ class Router:
             return Route(skill=None, text=rest.strip())
         if command in self.commands and rest.strip():
             return Route(skill=self.commands[command], text=rest.strip())
+        if command in PLATFORM_COMMANDS and command not in self.commands:
+            return Route(skill=None, text=rest.strip(), unavailable=command)
         return Route(skill=self.default, text=stripped)
+
+    def unavailable_text(self, command: str) -> str:
+        what = PLATFORM_COMMANDS.get(command, command)
+        return f"This assistant does not offer {what} yet, so `{command}` has nothing to run. " + self.help_text()
 
     def help_text(self) -> str:
         lines = ["Here is what I can do:"]

@@ -220,6 +220,9 @@ async def test_commands_routed_and_answered(bot, fake_slack, indexed_db, command
     assert stored == [(routed,)]
     if routed == "help":
         assert "Here is what I can do" in answer.params["text"]
+    if routed.startswith(("summarize", "report")):
+        # No summary or report skill is installed: the text must not reach HR Q&A.
+        assert "does not offer" in answer.params["text"]
 
 
 async def test_command_without_text_shows_usage(bot, fake_slack, indexed_db):
