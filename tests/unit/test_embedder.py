@@ -70,6 +70,21 @@ def test_embed_batches_match_single_texts(embedder):
     np.testing.assert_allclose(two_per_batch, one_by_one, atol=1e-5)
 
 
+def test_token_cap_splits_long_batches(embedder):
+    capped = Embedder(max_batch_tokens=40)
+    texts = MIXED_LENGTHS * 3
+    lengths = [len(encoding.ids) for encoding in capped._tokenizer.encode_batch(texts)]
+    order = sorted(range(len(texts)), key=lambda index: lengths[index])
+
+    batches = capped._batches(order, [[0] * length for length in lengths])
+
+    assert sorted(index for batch in batches for index in batch) == list(range(len(texts)))
+    for batch in batches:
+        padded = len(batch) * max(lengths[index] for index in batch)
+        assert len(batch) == 1 or padded <= 40
+    np.testing.assert_allclose(capped.embed(texts), embedder.embed(texts), atol=1e-5)
+
+
 def test_embed_ranks_sick_leave_above_printing(embedder):
     query, sick, printing = embedder.embed(["How many sick days do I get?", SICK_LEAVE, PRINTING])
 
@@ -124,6 +139,8 @@ def test_embedder_rejects_invalid_settings():
         Embedder(threads=0)
     with pytest.raises(ValueError, match="batch_size"):
         Embedder(batch_size=0)
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        Embedder(max_batch_tokens=0)
 
 
 def test_missing_model_package_names_install_command(monkeypatch):
