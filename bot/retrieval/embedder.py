@@ -108,9 +108,9 @@ class Embedder:
         """Load the model and tokenizer.
 
         ``threads`` sets ONNX Runtime's intra-op thread count (default: min(4, CPU count)).
-        ``batch_size`` is the maximum number of texts per ``run`` call, and
-        ``max_batch_tokens`` the maximum of texts times padded length per call; a
-        single text longer than that still runs alone.
+        ``batch_size`` is the maximum number of texts per ``run`` call.
+        ``max_batch_tokens`` is the maximum of texts times padded length per call,
+        except that a single text longer than that still runs alone.
         Raises EmbeddingModelError when a model package is missing or its files are unusable.
         """
         if threads is not None and threads < 1:

@@ -87,11 +87,11 @@ class Retriever:
     ``candidates`` is the number of rows each ranking returns for fusion, and
     ``ef_search`` the size of the HNSW index's candidate list (pgvector's
     ``hnsw.ef_search``, 40 by default in pgvector). The larger list finds the true
-    nearest chunks more often at about the same latency: with generated handbook
-    passages, recall@5 against exact search rose from 0.88 to 0.95 at 10,000
-    chunks and from 0.72 to 0.80 at 100,000 (BENCHMARKS.md). With fewer than
-    about 5,000 chunks the planner then prefers an exact scan, which is exact and
-    costs a few milliseconds more.
+    nearest chunks more often at about the same latency. With generated handbook
+    passages, recall@5 against exact search rose from about 0.9 to 0.95 at
+    10,000 chunks, and from about 0.65 to 0.75 at 100,000 (three runs, see
+    BENCHMARKS.md). With 5,000 chunks or fewer the planner then prefers an exact
+    scan, which is exact and cost about 10 ms more there.
     """
 
     def __init__(self, db: Database, embedder: Embedder, *, candidates: int = 40, ef_search: int = 100) -> None:

@@ -1,10 +1,10 @@
 """Retrieval at scale: hybrid top-5 latency through ``Retriever.search``, HNSW against exact search.
 
 Generated passages (see corpus.py) are embedded with the bot's embedder and loaded
-with binary COPY into a fresh database per size. The HNSW and full-text indexes
-are dropped before the load and created again afterwards from their own
-definitions in ``pg_indexes``, which is how a bulk load is usually done; the
-definitions themselves are the migrations'.
+with binary COPY into a fresh database per size. As usual for a bulk load, the
+HNSW and full-text indexes are dropped before the load and created again
+afterwards. They are created from their own definitions in ``pg_indexes``, which
+the migrations wrote.
 
 Each evaluation question is searched in two ways. The HR skill passes the question's
 five rarest words as ``keywords`` for the full-text ranking, so the main timings

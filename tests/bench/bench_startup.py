@@ -1,4 +1,4 @@
-"""Start-up and memory: seconds until ``chatops serve`` answers ``/healthz``, and its peak RSS.
+"""Start-up and memory: seconds until ``chatops serve`` responds to ``/healthz``, and its peak RSS.
 
 The bot runs as a deployment without DATABASE_URL would: with the embedded
 PostgreSQL server in its data folder. ``chatops sources add`` initialises that

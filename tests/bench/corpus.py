@@ -102,11 +102,10 @@ def passages(count: int) -> list[Passage]:
     """``count`` distinct passages of two varied sentences from the same handbook document.
 
     A passage is shorter than the bot's chunks (up to 900 characters), so that
-    100,000 of them embed in minutes on two cores. Pairing sentences matters:
-    variants of a single sentence differ only in a city or a number, and a
-    corpus made of them puts hundreds of near-identical vectors around every
-    sentence, which no real knowledge base does and which makes "the" five
-    nearest vectors a matter of chance.
+    100,000 of them embed in minutes on two cores. Variants of a single sentence
+    differ only in a city or a number. A corpus made of them puts hundreds of
+    near-identical vectors around every sentence, which no real knowledge base
+    does, so pairs are used. They still leave dozens of near-copies per pair.
     """
     rng = random.Random(SEED)
     by_document: dict[str, list[int]] = {}

@@ -221,12 +221,12 @@ def answers_by_thread(slack: FakeSlackApi) -> dict[str, list[RecordedCall]]:
 
 async def wait_for_replies(slack: FakeSlackApi, thread_ts: Iterable[str], *, timeout: float) -> dict[str, list[RecordedCall]]:
     """Wait until every thread in ``thread_ts`` has an answer or ``timeout`` seconds pass."""
-    wanted = set(thread_ts)
+    expected = set(thread_ts)
     deadline = time.monotonic() + timeout
     while True:
         answers = answers_by_thread(slack)
-        if wanted <= answers.keys() or time.monotonic() > deadline:
-            return {ts: answers.get(ts, []) for ts in wanted}
+        if expected <= answers.keys() or time.monotonic() > deadline:
+            return {ts: answers.get(ts, []) for ts in expected}
         await asyncio.sleep(0.005)
 
 

@@ -3,18 +3,18 @@
 The end-to-end benchmark needs the exact prompts the bot sent to its model. They
 are rebuilt here by the skill's own code: the same settings, the same retrieval
 over the same database and the same prompt fitting, which counts tokens with the
-bot's own ``LlamaCppModel``. Only the generation itself goes to a separate
-``Llama`` object created with the bot's settings, and only that call is timed.
+bot's own ``LlamaCppModel``. Only the generation itself goes to a ``Llama`` object
+created with the bot's settings in a separate process (raw_worker.py), and only
+that call is timed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import json
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-
-import llama_cpp
 
 from bot.channels.slack.client import SlackChannelClient, create_web_client
 from bot.channels.slack.convert import to_incoming
@@ -52,16 +52,55 @@ class RawCall:
     completion_tokens: int
 
 
+class RawWorker:
+    """The raw_worker.py process: one request at a time over its stdin and stdout."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, model_path: str, n_ctx: int, n_threads: int | None) -> RawWorker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bench.raw_worker", model_path, str(n_ctx),
+            str(n_threads) if n_threads else "default", GGUF_TEMPLATE_FORMAT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=16 * 1024 * 1024,
+        )
+        worker = cls(process)
+        reply = await worker._read()
+        if not reply.get("ready"):
+            raise RuntimeError(f"the raw llama.cpp worker did not start: {reply}")
+        return worker
+
+    async def complete(self, request: dict) -> tuple[dict, float]:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(request) + "\n").encode("utf-8"))
+        await self.process.stdin.drain()
+        reply = await self._read()
+        return reply["response"], reply["seconds"]
+
+    async def _read(self) -> dict:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the raw llama.cpp worker exited with {await self.process.wait()}")
+        return json.loads(line)
+
+    async def aclose(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        await self.process.wait()
+
+
 class RawLlamaModel(ChatModel):
-    """A ChatModel whose calls go straight to ``Llama.create_chat_completion``.
+    """A ChatModel whose calls go straight to ``Llama.create_chat_completion`` in the raw worker.
 
     Token counting is delegated to the bot's ``LlamaCppModel`` so that prompt
     fitting keeps exactly the sources and history that the bot kept.
     """
 
-    def __init__(self, counting: LlamaCppModel, llm: llama_cpp.Llama) -> None:
+    def __init__(self, counting: LlamaCppModel, worker: RawWorker) -> None:
         self.counting = counting
-        self.llm = llm
+        self.worker = worker
         self.model_id = counting.model_id
         self.context_window = counting.context_window
         self.supports_system_role = counting.supports_system_role
@@ -76,19 +115,16 @@ class RawLlamaModel(ChatModel):
     async def complete(
         self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.2
     ) -> Completion:
-        request = [
-            {"role": message.role, "content": message.content}
-            for message in prepare_messages(messages, self.supports_system_role)
-        ]
-
-        def generate() -> tuple[dict, float]:
-            started = time.perf_counter()
-            response = self.llm.create_chat_completion(
-                messages=request, max_tokens=max_tokens, temperature=temperature, stop=list(END_OF_TURN_TOKENS)
-            )
-            return response, time.perf_counter() - started
-
-        response, seconds = await asyncio.to_thread(generate)
+        request = {
+            "messages": [
+                {"role": message.role, "content": message.content}
+                for message in prepare_messages(messages, self.supports_system_role)
+            ],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": list(END_OF_TURN_TOKENS),
+        }
+        response, seconds = await self.worker.complete(request)
         usage = response.get("usage") or {}
         choice = response["choices"][0]
         call = RawCall(seconds, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
@@ -110,7 +146,7 @@ class RawLlamaModel(ChatModel):
         yield completion.text
 
     async def aclose(self) -> None:
-        self.llm.close()
+        await self.worker.aclose()
         await self.counting.aclose()
 
 
@@ -121,15 +157,28 @@ def settings_from_env(env: dict[str, str]) -> Settings:
 
 
 class RawReplayer:
-    """Asks the HR skill a question in this process and returns its timed raw model calls."""
+    """Asks the HR skill a question in this process and returns its timed raw model calls.
 
-    def __init__(self, settings: Settings, urls: DatabaseUrls) -> None:
+    Create it with :meth:`start`, which also starts the raw worker process.
+    """
+
+    def __init__(self, settings: Settings, urls: DatabaseUrls, counting: LlamaCppModel, worker: RawWorker) -> None:
         self.settings = settings
         self.db = Database(urls)
         # The worker lets the Slack client prepare each question before routing it, for
         # example turning mentions into names. The same client prepares it here.
         self.slack_client = SlackChannelClient(create_web_client(settings.slack_bot_token, settings.slack_api_url))
-        counting = create_chat_model(
+        self.model = RawLlamaModel(counting, worker)
+        context = SkillContext(
+            settings=settings, model=self.model, retriever=Retriever(self.db, get_embedder()), prompts=PromptLibrary()
+        )
+        self.router = Router(load_skills(context))
+        self.roles = RoleDirectory.from_settings(settings)
+
+    @classmethod
+    async def start(cls, settings: Settings, urls: DatabaseUrls) -> RawReplayer:
+        counting = await asyncio.to_thread(
+            create_chat_model,
             model=settings.model,
             data_dir=settings.data_dir,
             context_window=settings.context_window,
@@ -137,22 +186,8 @@ class RawReplayer:
         )
         if not isinstance(counting, LlamaCppModel):
             raise RuntimeError("the end-to-end benchmark needs an in-process GGUF model, not CHATOPS_LLM_BASE_URL")
-        llm = llama_cpp.Llama(
-            model_path=str(counting.model_path),
-            n_ctx=counting.context_window,
-            n_threads=settings.model_threads,
-            seed=0,
-            verbose=False,
-            chat_format=GGUF_TEMPLATE_FORMAT,
-        )
-        if "tokenizer.chat_template" not in llm.metadata:
-            raise RuntimeError(f"{counting.model_path} has no chat template; the raw run would format prompts differently")
-        self.model = RawLlamaModel(counting, llm)
-        context = SkillContext(
-            settings=settings, model=self.model, retriever=Retriever(self.db, get_embedder()), prompts=PromptLibrary()
-        )
-        self.router = Router(load_skills(context))
-        self.roles = RoleDirectory.from_settings(settings)
+        worker = await RawWorker.start(str(counting.model_path), counting.context_window, settings.model_threads)
+        return cls(settings, urls, counting, worker)
 
     async def replay(self, text: str, ts: str) -> list[RawCall]:
         """Run the skill that the router picks for ``text``; return the model calls it made."""
