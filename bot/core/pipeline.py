@@ -133,7 +133,7 @@ class Pipeline:
 
 
 def _render(result: SkillResult) -> str:
-    """The answer text as stored and posted: the answer, then its cited sources."""
+    """Render the answer text as stored and posted: the answer, then its cited sources."""
     if not result.citations:
         return result.text
     lines = [result.text, "", "Sources:"]

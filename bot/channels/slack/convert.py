@@ -43,7 +43,7 @@ _LINK = re.compile(r"<((?:https?|mailto|tel):[^|>]+)(?:\|([^>]*))?>")
 
 
 def event_key(team_id: str | None, channel: str, ts: str) -> str:
-    """One key per Slack message, so its ``message`` and ``app_mention`` events dedupe together."""
+    """Build one key per Slack message, so its ``message`` and ``app_mention`` events dedupe together."""
     return f"{PLATFORM}:{team_id or '-'}:{channel}:{ts}"
 
 
