@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     hr_max_answer_chars: int = Field(default=600, ge=100, le=4000, alias="CHATOPS_HR_MAX_ANSWER_CHARS")
     # Answers are one or two sentences; a longer generation is cut and fails the grounding check.
     hr_answer_tokens: int = Field(default=64, ge=16, le=4096, alias="CHATOPS_HR_ANSWER_TOKENS")
+    # Preparing embeds every passage of the knowledge base once, in the background.
+    # Beyond this many chunks that would keep the CPU busy for long, so passages
+    # are embedded when a question first retrieves them instead.
+    hr_prepare_max_chunks: int = Field(default=20000, ge=0, alias="CHATOPS_HR_PREPARE_MAX_CHUNKS")
 
     worker_concurrency: int = Field(default=1, ge=1, le=64, alias="CHATOPS_WORKER_CONCURRENCY")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300, alias="CHATOPS_WORKER_HEARTBEAT_S")

@@ -14,6 +14,7 @@ from bot.channels.slack.client import SlackChannelClient, create_web_client
 from bot.channels.slack.endpoint import slack_events_handler
 from bot.channels.slack.socket_mode import connect_socket_mode
 from bot.config import Settings
+from bot.core.preparation import run_skill_preparation
 from bot.core.roles import RoleDirectory
 from bot.local_slack import LOCAL_BOT_TOKEN, local_slack_settings
 from bot.queue import MESSAGES_QUEUE, run_stalled_job_recovery
@@ -38,10 +39,20 @@ def slack_credentials(settings: Settings) -> tuple[str, str | None, str, bool]:
     return LOCAL_BOT_TOKEN, local.signing_secret, local.api_url, True
 
 
+# How often the worker looks for changes of the knowledge base to prepare skills for.
+PREPARATION_INTERVAL_S = 10.0
+
+
 async def run_worker(runtime: Runtime, *, concurrency: int, stalled_after_s: float, heartbeat_s: float) -> None:
     """Process queued messages until cancelled, re-queueing jobs that a crashed worker left."""
     recovery = asyncio.create_task(
         run_stalled_job_recovery(runtime.queue, stalled_after_s=stalled_after_s, interval_s=max(heartbeat_s, 1.0))
+    )
+    assert runtime.router is not None, "the worker needs the model and skills loaded"
+    preparation = asyncio.create_task(
+        run_skill_preparation(
+            runtime.urls.libpq, runtime.retriever, list(runtime.router.skills.values()), interval_s=PREPARATION_INTERVAL_S
+        )
     )
     try:
         await runtime.queue.run_worker_async(
@@ -56,6 +67,7 @@ async def run_worker(runtime: Runtime, *, concurrency: int, stalled_after_s: flo
         )
     finally:
         recovery.cancel()
+        preparation.cancel()
 
 
 async def serve(settings: Settings, *, host: str, port: int, with_worker: bool, announce=print) -> None:

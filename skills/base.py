@@ -99,3 +99,12 @@ class Skill(abc.ABC):
 
     @abc.abstractmethod
     async def handle(self, request: SkillRequest) -> SkillResult: ...
+
+    async def prepare(self) -> None:
+        """Compute ahead of time what answers will need from the knowledge base.
+
+        The worker calls this in the background after it starts and whenever the
+        knowledge base changes, never while holding a transaction, and at most one
+        process at a time. It MUST be safe to call again and MUST NOT be required:
+        :meth:`handle` works, more slowly, before it has run. The default does nothing.
+        """

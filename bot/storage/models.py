@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -183,6 +184,17 @@ class KnowledgeChunk(Base):
     )
 
     source: Mapped[KnowledgeSource] = relationship(back_populates="chunks")
+
+
+class TextEmbedding(Base):
+    """The embedding of a text that a skill compares with questions, keyed by model and SHA-1 digest."""
+
+    __tablename__ = "text_embeddings"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ProcessedEvent(Base):

@@ -16,7 +16,6 @@ In order:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from bot.core.message import Citation
 from bot.llm import ChatMessage, ModelError, fit_prompt
 from bot.retrieval.search import SearchHit
 from skills.base import Skill, SkillRequest, SkillResult, UsedSource
-from skills.hr_qa.corpus import CorpusStatistics, TermStatistics
+from skills.hr_qa.corpus import CorpusStatistics, TermStatistics, english_frequency
 from skills.hr_qa.evidence import (
     Candidate,
     QuestionTerms,
@@ -60,7 +59,9 @@ PATH_EXTRACTIVE = "extractive"
 PATH_NOT_FOUND = "not_found"
 PATH_REFUSED = "refused"
 
-_EMBEDDING_CACHE_SIZE = 20000
+# Chunks whose passages are kept in memory; a chunk's passages take a few KiB.
+_CHUNK_PASSAGES_KEPT = 4096
+
 # Unknown words shorter than this ("yrs", "wen") are chat abbreviations, not topics.
 MIN_UNKNOWN_WORD_LENGTH = 4
 # Cosine similarity of two single-word embeddings at which the words count as
@@ -86,8 +87,10 @@ class HRQuestionSkill(Skill):
         super().__init__(context)
         self._statistics: tuple[object, CorpusStatistics] | None = None
         self._statistics_lock = asyncio.Lock()
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._locations = parse_locations(context.settings.hr_locations)
+        self._faq_version: object = None
+        self._chunk_passages: OrderedDict[tuple[int, str, str], tuple[Passage, ...]] = OrderedDict()
+        self._faq_cache: dict[frozenset[str], tuple[list[tuple[SearchHit, str, str]], np.ndarray]] = {}
 
     async def handle(self, request: SkillRequest) -> SkillResult:
         return (await self.answer(request)).result
@@ -112,7 +115,7 @@ class HRQuestionSkill(Skill):
 
         statistics = (await self._corpus_statistics()).view(request.audiences)
         question = analyse_question(request.text, statistics, self._locations)
-        question_vector = (await self._embed([question.repaired_text or request.text]))[0]
+        question_vector = (await self._embed([question.repaired_text or request.text], store=False))[0]
 
         faq = await self._faq_entries(request)
         match = self._faq_match(faq, question, question_vector)
@@ -179,18 +182,12 @@ class HRQuestionSkill(Skill):
         unknown = [word for word in dict.fromkeys(question.unknown) if len(word) >= MIN_UNKNOWN_WORD_LENGTH]
         if not unknown:
             return 0.0
-        passage_words = sorted(
-            {
-                word
-                for candidate in selection.candidates
-                for word in content_words(candidate.passage.text + " " + candidate.passage.context)
-                if word.isalpha()
-            }
-        )
+        passage_words = sorted({word for candidate in selection.candidates for word in _passage_words(candidate.passage)})
         if not passage_words:
             return 1.0
-        vectors = await self._embed(unknown + passage_words)
-        unknown_vectors, passage_vectors = vectors[: len(unknown)], vectors[len(unknown):]
+        # The question's words are kept in memory only; the passages' words are stored.
+        unknown_vectors = await self._embed(unknown, store=False)
+        passage_vectors = await self._embed(passage_words)
         closest = (unknown_vectors @ passage_vectors.T).max(axis=1)
         missing = sum(statistics.idf(stem(word)) for word, similarity in zip(unknown, closest) if similarity < WORD_MATCH)
         known = sum(question.weights.values())
@@ -199,7 +196,21 @@ class HRQuestionSkill(Skill):
     # Retrieval and passage selection
 
     async def _faq_entries(self, request: SkillRequest) -> tuple[list[tuple[SearchHit, str, str]], np.ndarray]:
-        """Return the FAQ entries the asker may see, with the embeddings of their questions."""
+        """Return the FAQ entries the asker may see, with the embeddings of their questions.
+
+        They are kept per audience set until the knowledge base changes.
+        """
+        version = self._statistics[0] if self._statistics is not None else None
+        key = frozenset(request.audiences)
+        if version is None or self._faq_version != version:
+            self._faq_cache.clear()
+            self._faq_version = version
+        cached = self._faq_cache.get(key)
+        if cached is None:
+            cached = self._faq_cache[key] = await self._load_faq_entries(request)
+        return cached
+
+    async def _load_faq_entries(self, request: SkillRequest) -> tuple[list[tuple[SearchHit, str, str]], np.ndarray]:
         entries = []
         for hit in await self.context.retriever.faq_entries(request.audiences):
             fields = faq_fields(hit)
@@ -267,7 +278,7 @@ class HRQuestionSkill(Skill):
         if not parts:
             return []
         analysed = [analyse_question(part, statistics, self._locations) for part in parts]
-        vectors = await self._embed([terms.repaired_text or part for part, terms in zip(parts, analysed)])
+        vectors = await self._embed([terms.repaired_text or part for part, terms in zip(parts, analysed)], store=False)
         return [(terms, vector, self._faq_match(faq, terms, vector)) for terms, vector in zip(analysed, vectors)]
 
     def _best_per_part(self, parts, candidates: Sequence[Candidate], vectors: np.ndarray) -> list[Candidate]:
@@ -287,11 +298,30 @@ class HRQuestionSkill(Skill):
         return seeds
 
     def _passages(self, hit: SearchHit) -> list[Passage]:
+        """The passages of ``hit`` that answers may quote.
+
+        Splitting and screening a chunk takes a few milliseconds, and questions
+        retrieve the same chunks again and again, so the result is kept per chunk
+        text; instruction-like text left out of a chunk is logged when it is first split.
+        """
+        key = (hit.chunk_id, hit.kind, hit.text)
+        cached = self._chunk_passages.get(key)
+        if cached is not None:
+            self._chunk_passages.move_to_end(key)
+            return list(cached)
+        passages = self._split_passages(hit)
+        self._chunk_passages[key] = tuple(passages)
+        while len(self._chunk_passages) > _CHUNK_PASSAGES_KEPT:
+            self._chunk_passages.popitem(last=False)
+        return passages
+
+    def _split_passages(self, hit: SearchHit) -> list[Passage]:
         fields = faq_fields(hit) if hit.kind == "faq" else None
         if fields is not None:
             entry_question, answer = fields
-            if find_injection(entry_question + "\n\n" + answer):
-                self._log_source_injection(hit, find_injection(entry_question + "\n\n" + answer))
+            findings = find_injection(entry_question + "\n\n" + answer)
+            if findings:
+                self._log_source_injection(hit, findings)
                 return []
             return [
                 Passage(passage.text, context=entry_question, kind=passage.kind, position=passage.position)
@@ -449,19 +479,58 @@ class HRQuestionSkill(Skill):
                 logger.info("Built HR term statistics in %.0f ms", (time.perf_counter() - started) * 1000)
             return self._statistics[1]
 
-    async def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``, reusing vectors of texts embedded before."""
-        keys = [hashlib.sha1(text.encode("utf-8")).hexdigest() for text in texts]
-        missing = list(dict.fromkeys(key_text for key_text in zip(keys, texts) if key_text[0] not in self._vectors))
-        if missing:
-            vectors = await self.context.retriever.embedder.embed_async([text for _, text in missing])
-            for (key, _), vector in zip(missing, vectors):
-                self._vectors[key] = vector
-        for key in keys:
-            self._vectors.move_to_end(key)
-        while len(self._vectors) > _EMBEDDING_CACHE_SIZE:
-            self._vectors.popitem(last=False)
-        return np.stack([self._vectors[key] for key in keys]) if keys else np.zeros((0, 0))
+    async def _embed(self, texts: Sequence[str], *, store: bool = True) -> np.ndarray:
+        """Embed ``texts``, reusing vectors embedded before by this or another process.
+
+        Texts from the knowledge base are stored for reuse; texts from a question
+        (``store=False``) stay in this process's memory only.
+        """
+        return await self.context.retriever.vectors.embed(texts, store=store)
+
+    async def prepare(self) -> None:
+        """Store the vectors of every passage, FAQ question and passage word that answers compare.
+
+        Questions then spend their time on retrieval and the model instead of
+        embedding about twenty passages each. A knowledge base of more than
+        ``CHATOPS_HR_PREPARE_MAX_CHUNKS`` chunks is left to embedding on demand.
+        """
+        retriever = self.context.retriever
+        limit = self.context.settings.hr_prepare_max_chunks
+        # The term statistics and the English word list are built here rather than
+        # on the first question (the word list alone takes about 150 ms to load).
+        await self._corpus_statistics()
+        await asyncio.to_thread(english_frequency, "policy")
+        chunk_count = (await retriever.corpus_version())[1]
+        if chunk_count > limit:
+            logger.info(
+                "Not preparing HR passages: %d chunks are more than CHATOPS_HR_PREPARE_MAX_CHUNKS (%d)", chunk_count, limit
+            )
+            return
+        started = time.perf_counter()
+        stored = total = 0
+        async for page in retriever.chunk_pages():
+            texts: list[str] = []
+            for hit in page:
+                fields = faq_fields(hit) if hit.kind == "faq" else None
+                if fields is not None and not find_injection(" ".join(fields)):
+                    texts.append(fields[0])
+                passages = self._passages(hit)
+                texts.extend(candidate.embedding_text for candidate in build_candidates([(hit, passages)], ()))
+                texts.extend(sorted({word for passage in passages for word in _passage_words(passage)}))
+            total += len(texts)
+            stored += await retriever.vectors.store_missing(texts)
+        logger.info(
+            "Prepared HR passages of %d chunks: %d vectors, %d of them new, in %.1f s",
+            chunk_count,
+            total,
+            stored,
+            time.perf_counter() - started,
+        )
+
+
+def _passage_words(passage: Passage) -> list[str]:
+    """List the words of a passage and its context, which a question's unknown words are compared with."""
+    return [word for word in content_words(passage.text + " " + passage.context) if word.isalpha()]
 
 
 def _number_sources(candidates: Sequence[Candidate]) -> tuple[list[SearchHit], list[tuple[Candidate, int]]]:

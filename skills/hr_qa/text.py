@@ -82,7 +82,14 @@ def content_words(text: str) -> list[str]:
 
 
 def stems(text: str) -> set[str]:
-    return {stem(word) for word in content_words(text)}
+    return set(_stems(text))
+
+
+# Questions retrieve the same passages again and again; a few thousand cover a
+# handbook's passages in a few megabytes.
+@lru_cache(maxsize=8192)
+def _stems(text: str) -> frozenset[str]:
+    return frozenset(stem(word) for word in content_words(text))
 
 
 def numbers_in(text: str) -> set[str]:

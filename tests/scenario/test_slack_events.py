@@ -174,3 +174,14 @@ async def test_healthz_reports_ok(bot):
     async with aiohttp.ClientSession() as session, session.get(f"{bot.url}/healthz") as response:
         assert response.status == 200
         assert (await response.json())["status"] == "ok"
+
+
+async def test_worker_prepares_passage_vectors_in_the_background(bot, indexed_db):
+    deadline = time.monotonic() + 120
+    while "Prepared HR passages" not in bot.log_path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, bot.log()
+        await asyncio.sleep(0.2)
+
+    # One vector per distinct passage, FAQ question and passage word of the handbook.
+    (count,) = query(indexed_db, "SELECT count(*) FROM text_embeddings")[0]
+    assert count > 1000
