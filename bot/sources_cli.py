@@ -61,7 +61,7 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 async def _start_runtime(settings):
     from bot.runtime import Runtime, prepare_database
 
-    return await Runtime.start(settings, prepare_database(settings), with_model=False)
+    return await Runtime.start(settings, prepare_database(settings), with_model=False, bulk_embedding=True)
 
 
 def _add(settings, args) -> int:
@@ -76,18 +76,25 @@ async def _add_files(settings, args, files: list[Path]) -> int:
     counts = {"added": 0, "replaced": 0, "unchanged": 0, "failed": 0}
     runtime = await _start_runtime(settings)
     progress = ProgressBar()
+    done = 0
+
+    def report(path: Path, outcome) -> None:
+        nonlocal done
+        done += 1
+        if isinstance(outcome, ChatOpsError):
+            counts["failed"] += 1
+            progress.print(f"failed    {outcome}", file=sys.stderr)
+        else:
+            counts[outcome.status] += 1
+            progress.print(f"{outcome.status:9} {outcome.chunk_count:4} chunks  {outcome.title}  ({path})")
+        progress.show(done, len(files), path.name)
+
     try:
-        for done, path in enumerate(files):
-            progress.show(done, len(files), path.name)
-            try:
-                result = await runtime.sources.add_file(path, audience=args.audience, owner=args.owner, force=args.force)
-            except ChatOpsError as exc:
-                counts["failed"] += 1
-                progress.print(f"failed    {exc}", file=sys.stderr)
-            else:
-                counts[result.status] += 1
-                progress.print(f"{result.status:9} {result.chunk_count:4} chunks  {result.title}  ({path})")
-            progress.show(done + 1, len(files), path.name)
+        progress.show(0, len(files), files[0].name if files else "")
+        # The chunks of several files are embedded together, so results arrive in groups.
+        await runtime.sources.add_files(
+            files, audience=args.audience, owner=args.owner, force=args.force, on_result=report
+        )
     finally:
         progress.close()
         await runtime.aclose()

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.errors import SourceError
+from bot.errors import ChatOpsError, SourceError
 from bot.retrieval.chunking import Chunk, chunk_markdown, chunk_text
 from bot.retrieval.embedder import Embedder
 from bot.retrieval.loaders import (
@@ -165,6 +165,17 @@ def upload_name(filename: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class _PlannedSource:
+    """A document cut into chunks, waiting for their embeddings before it is stored."""
+
+    document: LoadedDocument
+    audience: str
+    owner: str | None
+    chunks: list[SourceChunk]
+    is_new: bool
+
+
 class SourceStore:
     """Writes sources and their chunks to PostgreSQL."""
 
@@ -193,6 +204,65 @@ class SourceStore:
         )
         return await self.add_document(document, audience=audience, owner=owner)
 
+    async def add_files(
+        self,
+        paths: Sequence[Path],
+        *,
+        audience: str = AUDIENCE_ALL,
+        owner: str | None = None,
+        force: bool = False,
+        on_result: Callable[[Path, IngestResult | ChatOpsError], None],
+        batch_chunks: int = 256,
+    ) -> None:
+        """Add many files, embedding the chunks of several files in one call.
+
+        Embedding one file at a time pads each batch to that file's longest chunk
+        and leaves small batches; pooling about ``batch_chunks`` chunks lets the
+        embedder group chunks of similar length. Each file is still stored in its
+        own transaction, and ``on_result(path, result_or_error)`` is called for
+        each file, in order, once it is stored or has failed.
+        """
+        pending: list[tuple[Path, _PlannedSource]] = []
+        for path in paths:
+            try:
+                document = await asyncio.to_thread(load_document, path, max_bytes=self.max_bytes)
+                plan = await self._plan(document, audience=audience, owner=owner, force=force)
+            except ChatOpsError as exc:
+                await self._store_planned(pending, on_result)
+                pending = []
+                on_result(path, exc)
+                continue
+            if isinstance(plan, IngestResult):
+                await self._store_planned(pending, on_result)
+                pending = []
+                on_result(path, plan)
+                continue
+            pending.append((path, plan))
+            if sum(len(planned.chunks) for _, planned in pending) >= batch_chunks:
+                await self._store_planned(pending, on_result)
+                pending = []
+        await self._store_planned(pending, on_result)
+
+    async def _store_planned(
+        self,
+        pending: Sequence[tuple[Path, _PlannedSource]],
+        on_result: Callable[[Path, IngestResult | ChatOpsError], None],
+    ) -> None:
+        if not pending:
+            return
+        texts = [chunk.embedding_text(plan.document.title) for _, plan in pending for chunk in plan.chunks]
+        vectors = await self.embedder.embed_async(texts)
+        offset = 0
+        for path, plan in pending:
+            plan_vectors = vectors[offset : offset + len(plan.chunks)]
+            offset += len(plan.chunks)
+            try:
+                result = await self._write(plan, plan_vectors)
+            except ChatOpsError as exc:
+                on_result(path, exc)
+            else:
+                on_result(path, result)
+
     async def add_document(
         self, document: LoadedDocument, *, audience: str = AUDIENCE_ALL, owner: str | None = None, force: bool = False
     ) -> IngestResult:
@@ -201,30 +271,43 @@ class SourceStore:
         A document whose content and audience match the stored version is skipped
         (status ``unchanged``) unless ``force`` is set; only a new owner is recorded.
         """
+        plan = await self._plan(document, audience=audience, owner=owner, force=force)
+        if isinstance(plan, IngestResult):
+            return plan
+        vectors = await self.embedder.embed_async([chunk.embedding_text(document.title) for chunk in plan.chunks])
+        return await self._write(plan, vectors)
+
+    async def _plan(
+        self, document: LoadedDocument, *, audience: str, owner: str | None, force: bool
+    ) -> _PlannedSource | IngestResult:
+        """Chunk ``document`` for storing, or return the ``unchanged`` result when nothing changed."""
         audience = normalize_audience(audience)
         existing = await self._find(document.origin)
         if existing is not None and not force and _is_unchanged(existing, document, audience):
             if owner is not None and owner != existing.owner:
                 await self._set_owner(existing.id, owner)
             return IngestResult(document.origin, existing.title, "unchanged", existing.chunk_count, existing.id)
-
-        started = time.perf_counter()
         chunks = chunk_document(document, audience=audience)
         if not chunks:
             raise SourceError(f"{document.origin}: no text to index")
-        vectors = await self.embedder.embed_async([chunk.embedding_text(document.title) for chunk in chunks])
+        return _PlannedSource(document, audience, owner, chunks, is_new=existing is None)
 
+    async def _write(self, plan: _PlannedSource, vectors) -> IngestResult:
+        started = time.perf_counter()
+        document, chunks = plan.document, plan.chunks
         async with self.db.transaction() as session:
-            source = await self._upsert_source(session, document, audience=audience, owner=owner, count=len(chunks))
+            source = await self._upsert_source(
+                session, document, audience=plan.audience, owner=plan.owner, count=len(chunks)
+            )
             await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.source_id == source.id))
             await session.execute(
                 insert(KnowledgeChunk),
                 [_chunk_row(source.id, chunk, vector) for chunk, vector in zip(chunks, vectors)],
             )
 
-        status = "added" if existing is None else "replaced"
+        status = "added" if plan.is_new else "replaced"
         logger.info(
-            "Indexed source %s (%s, %d chunks) in %.0f ms",
+            "Stored source %s (%s, %d chunks) in %.0f ms",
             document.origin,
             status,
             len(chunks),
