@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -59,15 +60,17 @@ class Pipeline:
     async def _generate(self, message, conversation_id, history, channel: ChannelClient) -> Message:
         started = time.perf_counter()
         route = self.router.route(message.text)
+        # The progress indicator is a platform round trip; the skill need not wait for it.
+        # Delivery may replace a progress message, so it waits for it below.
+        progress = asyncio.create_task(self._show_progress(channel, message))
         try:
-            await channel.show_progress(message)
-        except Exception:
-            logger.warning("Could not show progress for event %s", message.event_key, exc_info=True)
-        direct = await channel.handle_directly(message)
-        if direct is not None:
-            result, skill_name = SkillResult(text=direct, path="direct"), f"{channel.platform}_action"
-        else:
-            result, skill_name = await self._run_skill(message, route, history)
+            direct = await channel.handle_directly(message)
+            if direct is not None:
+                result, skill_name = SkillResult(text=direct, path="direct"), f"{channel.platform}_action"
+            else:
+                result, skill_name = await self._run_skill(message, route, history)
+        finally:
+            await progress
         latency_ms = int((time.perf_counter() - started) * 1000)
         async with self.db.transaction() as session:
             stored = await exchanges.record_answer(
@@ -102,6 +105,13 @@ class Pipeline:
             "Answered event %s with skill %s via %s in %d ms", message.event_key, skill_name, result.path, latency_ms
         )
         return stored
+
+    @staticmethod
+    async def _show_progress(channel: ChannelClient, message: IncomingMessage) -> None:
+        try:
+            await channel.show_progress(message)
+        except Exception:
+            logger.warning("Could not show progress for event %s", message.event_key, exc_info=True)
 
     async def _run_skill(self, message: IncomingMessage, route, history) -> tuple[SkillResult, str]:
         if route.unavailable is not None:

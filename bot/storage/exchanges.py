@@ -140,9 +140,11 @@ async def record_answer(
         # The predicate must be literal SQL: Postgres cannot match a bound parameter
         # against the partial unique index uq_messages_answer_event.
         .on_conflict_do_nothing(index_elements=["event_key"], index_where=sql_text("role = 'assistant'"))
-        .returning(Message.id)
+        # Returning the whole row saves a SELECT of the new message after the insert.
+        .returning(Message)
     )
-    if (await session.execute(statement)).first() is None:
+    answer = (await session.scalars(statement)).one_or_none()
+    if answer is None:
         return None
     for source in sources:
         session.add(
@@ -158,7 +160,7 @@ async def record_answer(
             )
         )
     await session.flush()
-    return await session.get(Message, answer_id)
+    return answer
 
 
 async def mark_delivered(session: AsyncSession, answer_id: uuid.UUID, platform_message_id: str) -> None:
