@@ -52,12 +52,24 @@ class Runtime:
 
     @classmethod
     async def start(
-        cls, settings: Settings, urls: DatabaseUrls, *, with_model: bool = True, channels: dict[str, ChannelClient] | None = None
+        cls,
+        settings: Settings,
+        urls: DatabaseUrls,
+        *,
+        with_model: bool = True,
+        channels: dict[str, ChannelClient] | None = None,
+        bulk_embedding: bool = False,
     ) -> Runtime:
+        """Open the database, queue and embedder, and load the model unless ``with_model`` is false.
+
+        ``bulk_embedding`` is for commands that embed many texts at once, such as
+        ``chatops sources add``: it keeps ONNX Runtime's memory arena, which is faster
+        for large batches. A server embeds a question at a time and saves the memory.
+        """
         db = Database(urls)
         queue = bind_queue(urls.libpq)
         await queue.open_async()
-        embedder = get_embedder()
+        embedder = get_embedder(memory_arena=bulk_embedding)
         runtime = cls(
             settings=settings,
             urls=urls,

