@@ -28,6 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[test,bench]"
 	$(BIN)/python -m tests.bench
 
 clean:
