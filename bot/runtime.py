@@ -94,6 +94,7 @@ class Runtime:
             llm_api_key=settings.llm_api_key,
             context_window=settings.context_window,
             n_threads=settings.model_threads,
+            nice=settings.model_nice,
         )
         context = SkillContext(settings=settings, model=self.model, retriever=self.retriever, prompts=PromptLibrary())
         self.router = Router(load_skills(context))

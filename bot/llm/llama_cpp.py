@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -43,6 +45,22 @@ _ERROR = "error"
 _END = "end"
 
 
+def _lower_priority(steps: int) -> None:
+    """Raise the calling thread's nice value by ``steps``; the threads it starts inherit it.
+
+    llama.cpp starts its compute threads from the thread that calls it, so lowering
+    that thread lowers generation as a whole. Linux keeps a nice value per thread;
+    elsewhere this lowers the whole process, so it is skipped there.
+    """
+    if steps <= 0 or not sys.platform.startswith("linux"):
+        return
+    thread_id = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread_id, min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + steps))
+    except OSError as exc:
+        logger.warning("Could not lower the priority of the model's thread: %s", exc)
+
+
 class LlamaCppModel(ChatModel):
     """Chat model that runs a GGUF file in this process through llama-cpp-python.
 
@@ -60,7 +78,15 @@ class LlamaCppModel(ChatModel):
         n_threads: int | None = None,
         model_id: str | None = None,
         seed: int = 0,
+        nice: int = 0,
     ) -> None:
+        """Load the GGUF file at ``model_path``.
+
+        ``nice`` lowers the scheduling priority of generation by that many steps
+        (Linux nice values, 0 to 19), so that other work of the process, such as
+        acknowledging chat events within Slack's 3 seconds, is not starved while the
+        model keeps every core busy.
+        """
         import llama_cpp
 
         self.model_path = Path(model_path)
@@ -97,7 +123,9 @@ class LlamaCppModel(ChatModel):
         self.context_window = llm.n_ctx()
         self._formatter, self.supports_system_role = _select_chat_format(llm)
         self._lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{self.model_id}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"llama-{self.model_id}", initializer=_lower_priority, initargs=(nice,)
+        )
         logger.info(
             "model %s loaded from %s: context_window=%d system_role=%s chat_format=%s",
             self.model_id, self.model_path, self.context_window,

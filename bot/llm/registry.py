@@ -120,12 +120,13 @@ def create_chat_model(
     llm_api_key: str | None = None,
     context_window: int = 4096,
     n_threads: int | None = None,
+    nice: int = 0,
 ) -> ChatModel:
     """Create the chat model backend for the bot's settings.
 
     With ``llm_base_url`` the model runs on an OpenAI-compatible server and ``model`` is
     the server's model name. Otherwise ``model`` is loaded in this process, which blocks
-    while the file is read.
+    while the file is read, and ``nice`` lowers the priority of its generation.
     """
     if llm_base_url:
         from bot.llm.openai_compat import OpenAICompatibleModel
@@ -139,4 +140,4 @@ def create_chat_model(
     model_path = resolve_model_path(model, data_dir)
     name = model.strip().lower()
     model_id = name if name in BUNDLED_MODELS else model_path.stem
-    return LlamaCppModel(model_path, n_ctx=context_window, n_threads=n_threads, model_id=model_id)
+    return LlamaCppModel(model_path, n_ctx=context_window, n_threads=n_threads, model_id=model_id, nice=nice)

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -337,3 +339,22 @@ def test_gemma_assembled_once(gemma, gemma_data_dir):
     assert path == target
     assert os.stat(target).st_mtime_ns == modified
     assert [entry.name for entry in target.parent.iterdir()] == [target.name]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values per thread are a Linux feature")
+async def test_generation_thread_runs_at_lower_priority():
+    caller_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    model = LlamaCppModel(smollm2_path(), n_ctx=512, model_id="smollm2", nice=5)
+    try:
+        loop = asyncio.get_running_loop()
+        thread_nice = await loop.run_in_executor(
+            model._executor, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        )
+        reply = await model.complete([ChatMessage("user", "Say hello.")], max_tokens=8)
+    finally:
+        await model.aclose()
+
+    assert thread_nice == min(19, caller_nice + 5)
+    assert reply.text
+    # The rest of the process keeps its priority.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller_nice
