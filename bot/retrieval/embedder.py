@@ -13,10 +13,13 @@ product of two rows is their cosine similarity.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import importlib.util
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -197,8 +200,13 @@ class Embedder:
 
         # Batching texts of similar length keeps padding, and so wasted compute, small.
         order = sorted(range(len(token_ids)), key=lambda index: len(token_ids[index]))
+        since_trim = 0
         for batch_indices in self._batches(order, token_ids):
             result[batch_indices] = self._run_batch([token_ids[index] for index in batch_indices])
+            since_trim += len(batch_indices)
+            if since_trim >= _TRIM_AFTER_TEXTS:
+                _release_free_memory()
+                since_trim = 0
         return result
 
     def _batches(self, order: list[int], token_ids: list[list[int]]) -> list[list[int]]:
@@ -247,6 +255,34 @@ class Embedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return pooled / np.maximum(norms, _NORM_EPSILON)
 
+
+# After embedding this many texts, freed heap memory goes back to the operating
+# system; a question's few texts are not worth the call.
+_TRIM_AFTER_TEXTS = 64
+
+
+def _release_free_memory() -> None:
+    """Ask glibc to return freed heap pages to the operating system.
+
+    Without ONNX Runtime's arena, each batch's activations are allocated and freed
+    again, and glibc keeps the freed pages: embedding the sample handbook's 2,450
+    passages left the server about 90 MB larger, and malloc_trim gave it back.
+    Does nothing where the C library is not glibc.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 _shared_embedder: Embedder | None = None
 _shared_embedder_lock = threading.Lock()
