@@ -12,6 +12,7 @@ from bot.channels.base import ChannelClient
 from bot.channels.slack.app import create_bolt_app
 from bot.channels.slack.client import SlackChannelClient, create_web_client
 from bot.channels.slack.endpoint import slack_events_handler
+from bot.channels.slack.events import EventIntake
 from bot.channels.slack.socket_mode import connect_socket_mode
 from bot.config import Settings
 from bot.core.preparation import run_skill_preparation
@@ -80,8 +81,9 @@ async def serve(settings: Settings, *, host: str, port: int, with_worker: bool, 
     runtime = await Runtime.start(settings, urls, with_model=with_worker, channels=channels)
     _attach_slack(runtime)
     teams_handler = _install_teams(runtime)
-    bolt_app = create_bolt_app(signing_secret=signing_secret, client=web_client, db=runtime.db)
-    slack_handler = slack_events_handler(bolt_app, signing_secret) if signing_secret else None
+    intake = EventIntake(runtime.db)
+    bolt_app = create_bolt_app(signing_secret=signing_secret, client=web_client, db=runtime.db, intake=intake)
+    slack_handler = slack_events_handler(bolt_app, signing_secret, intake) if signing_secret else None
     app = create_web_app(runtime, slack_handler=slack_handler, teams_handler=teams_handler)
     socket_mode = None
     if settings.slack_app_token:

@@ -159,6 +159,25 @@ async def test_bot_messages_and_unfurls_ignored(bot, fake_slack, indexed_db):
     assert not fake_slack.bot_messages(DM, "1700000003.000200")
 
 
+async def test_own_message_ignored_on_fast_path(bot, fake_slack, indexed_db):
+    # Earlier events went through Bolt, which gave the endpoint the bot's user id,
+    # so this one is queued or dropped without Bolt.
+    assert "Accepted event" in bot.log_path.read_text(errors="replace")
+    own = message_event("Sick leave is paid from the first day.", ts="1700000007.000100", user=DEFAULT_BOT_USER_ID)
+    question = message_event("How many sick days do I get?", ts="1700000007.000200")
+
+    statuses = [
+        (await post_event(bot.url, event_callback(event, event_id=event_id)))[0]
+        for event, event_id in ((own, "Ev0TEST0006"), (question, "Ev0TEST0007"))
+    ]
+    await fake_slack.wait_for_answers(DM, "1700000007.000200")
+
+    assert statuses == [200, 200]
+    assert query(indexed_db, "SELECT count(*) FROM processed_events WHERE event_key LIKE %s", "%1700000007.000100") == [(0,)]
+    assert not fake_slack.bot_messages(DM, "1700000007.000100")
+    assert len(fake_slack.answers(DM, "1700000007.000200")) == 1
+
+
 def edit_event(ts: str, new_text: str, old_text: str, edited_at: str) -> dict:
     return {
         "type": "message",

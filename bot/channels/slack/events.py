@@ -45,14 +45,38 @@ _BOT_ANSWERED_IN_THREAD = text(
 _EVENT_ACCEPTED = text("SELECT 1 FROM processed_events WHERE event_key = :event_key")
 
 
-def register_event_listeners(app: AsyncApp, db: Database) -> None:
-    async def queue_event(event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
-        message = await _message_to_answer(db, event, team_id=body.get("team_id"), bot_user_id=context.get("bot_user_id"))
-        if message is not None:
-            await accept_message(db, message)
+# Event types that EventIntake queues; Bolt dispatches every other event.
+QUEUED_EVENT_TYPES = frozenset({"app_mention", "message"})
 
-    app.event("app_mention")(queue_event)
-    app.event("message")(queue_event)
+
+class EventIntake:
+    """The gate for Events API messages: decides whether one gets an answer, and queues it.
+
+    Bolt's listeners call it, and so does the HTTP endpoint for the callbacks it
+    handles without Bolt (see ``bot.channels.slack.endpoint``). ``bot_user_id`` is
+    the bot's own user id as Bolt's authorization found it, recorded from the
+    first event that went through Bolt. None until then.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.bot_user_id: str | None = None
+
+    async def queue(self, event: dict[str, Any], *, team_id: str | None, bot_user_id: str | None) -> None:
+        message = await _message_to_answer(self.db, event, team_id=team_id, bot_user_id=bot_user_id)
+        if message is not None:
+            await accept_message(self.db, message)
+
+
+def register_event_listeners(app: AsyncApp, intake: EventIntake) -> None:
+    async def queue_event(event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
+        bot_user_id = context.get("bot_user_id")
+        if bot_user_id:
+            intake.bot_user_id = bot_user_id
+        await intake.queue(event, team_id=body.get("team_id"), bot_user_id=bot_user_id)
+
+    for event_type in QUEUED_EVENT_TYPES:
+        app.event(event_type)(queue_event)
 
 
 async def _message_to_answer(
