@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -32,7 +32,9 @@ class IncomingMessage:
         return self.channel_type in {"channel", "public"}
 
     def to_job_args(self) -> dict[str, Any]:
-        args = asdict(self)
+        # A shallow copy is enough: the queue serialises the arguments to JSON at once,
+        # and dataclasses.asdict's deep copy was a tenth of the time to accept an event.
+        args = {item.name: getattr(self, item.name) for item in fields(self)}
         args["user_groups"] = list(self.user_groups)
         return args
 

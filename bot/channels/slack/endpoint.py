@@ -38,12 +38,11 @@ def slack_events_handler(bolt_app: AsyncApp, signing_secret: str, intake: EventI
         if not timestamp.isdigit() or not verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
             logger.info("Rejected a Slack request with a missing, stale or invalid signature")
             return web.json_response({"error": "invalid signature"}, status=401)
-        problem = _malformed(body, request.content_type)
+        problem, payload = _malformed(body, request.content_type)
         if problem:
             logger.info("Rejected a signed Slack request: %s", problem)
             return web.json_response({"error": problem}, status=400)
-        if intake is not None and intake.bot_user_id is not None and request.content_type == "application/json":
-            payload = json.loads(body)
+        if intake is not None and intake.bot_user_id is not None and payload is not None:
             event = payload.get("event")
             if payload.get("type") == "event_callback" and isinstance(event, dict) and event.get("type") in QUEUED_EVENT_TYPES:
                 await intake.queue(event, team_id=payload.get("team_id"), bot_user_id=intake.bot_user_id)
@@ -54,19 +53,19 @@ def slack_events_handler(bolt_app: AsyncApp, signing_secret: str, intake: EventI
     return handle
 
 
-def _malformed(body: str, content_type: str) -> str | None:
-    """Say what is wrong with a body Bolt cannot handle; None when it is fine."""
+def _malformed(body: str, content_type: str) -> tuple[str | None, dict | None]:
+    """Say what is wrong with a body Bolt cannot handle (None when it is fine), and return a JSON body parsed."""
     if content_type == "application/x-www-form-urlencoded":
-        return _malformed_form(body)
+        return _malformed_form(body), None
     try:
         payload = json.loads(body)
     except ValueError:
-        return "body is not valid JSON"
+        return "body is not valid JSON", None
     if not isinstance(payload, dict):
-        return "body is not a JSON object"
+        return "body is not a JSON object", None
     if "event" in payload and not isinstance(payload["event"], dict):
-        return "event is not an object"
-    return _shape_problem(payload) or _shape_problem(payload.get("event") or {})
+        return "event is not an object", None
+    return _shape_problem(payload) or _shape_problem(payload.get("event") or {}), payload
 
 
 def _malformed_form(body: str) -> str | None:
