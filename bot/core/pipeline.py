@@ -44,17 +44,14 @@ class Pipeline:
         channel = self._channel(message.platform)
         message = await channel.prepare(message)
         async with self.db.transaction() as session:
-            answer = await exchanges.find_answer(session, message.event_key)
-            if answer is None:
-                conversation = await exchanges.get_or_create_conversation(session, message)
-                question = await exchanges.record_question(session, conversation, message)
-                history = await exchanges.load_history(session, conversation.id, before=question, limit=HISTORY_TURNS)
+            opened = await exchanges.open_exchange(session, message, history_limit=HISTORY_TURNS)
 
+        answer = opened.answer
         if answer is not None and answer.delivery_status == "posted":
             logger.info("Event %s was already answered by message %s", message.event_key, answer.id)
             return
         if answer is None:
-            answer = await self._generate(message, conversation.id, history, channel)
+            answer = await self._generate(message, opened.conversation_id, opened.history, channel)
         await self._deliver(message, answer, channel)
 
     async def _generate(self, message, conversation_id, history, channel: ChannelClient) -> Message:

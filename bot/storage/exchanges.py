@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy import text as sql_text
@@ -30,6 +30,80 @@ class StoredSource:
     score: float
     cited: bool
     excerpt: str
+
+
+@dataclass(frozen=True)
+class OpenedExchange:
+    """The state of a message's exchange when its job starts.
+
+    ``answer`` is the answer stored by an earlier run of the job, if any; otherwise
+    the question is recorded and ``conversation_id`` and ``history`` are set.
+    """
+
+    answer: Message | None
+    conversation_id: uuid.UUID | None = None
+    history: list[HistoryTurn] = field(default_factory=list)
+
+
+# Inserts the thread's conversation unless it exists, and returns the row either
+# way in one round trip. When another transaction inserts the same thread at the
+# same moment, this statement's snapshot sees neither row, and the caller reads again.
+_GET_OR_CREATE_CONVERSATION = sql_text(
+    """
+    WITH inserted AS (
+        INSERT INTO conversations (id, platform, channel_id, thread_key, channel_type)
+        VALUES (:id, :platform, :channel_id, :thread_key, :channel_type)
+        ON CONFLICT ON CONSTRAINT uq_conversation_thread DO NOTHING
+        RETURNING id
+    )
+    SELECT id, true AS created FROM inserted
+    UNION ALL
+    SELECT id, false AS created FROM conversations
+     WHERE platform = :platform AND channel_id = :channel_id AND thread_key = :thread_key
+    """
+)
+
+
+async def open_exchange(session: AsyncSession, message: IncomingMessage, *, history_limit: int) -> OpenedExchange:
+    """Return the stored answer to ``message``, or record it as a question with its conversation's history.
+
+    Three round trips for a question in a new thread, four in an existing one:
+    the messages of the event, the conversation, the question and the history.
+    """
+    stored = (await session.execute(select(Message).where(Message.event_key == message.event_key))).scalars().all()
+    answer = next((row for row in stored if row.role == "assistant"), None)
+    if answer is not None:
+        return OpenedExchange(answer)
+    parameters = {
+        "id": uuid.uuid4(),
+        "platform": message.platform,
+        "channel_id": message.channel_id,
+        "thread_key": message.thread_key,
+        "channel_type": message.channel_type,
+    }
+    row = (await session.execute(_GET_OR_CREATE_CONVERSATION, parameters)).first()
+    if row is None:
+        row = (await session.execute(_GET_OR_CREATE_CONVERSATION, parameters)).first()
+    conversation_id, created = row.id, row.created
+    question = next((row for row in stored if row.role == "user"), None)
+    if question is None:
+        question = _new_question(conversation_id, message)
+        session.add(question)
+        await session.flush()
+    # A conversation created for this question has no earlier turns.
+    history = [] if created else await load_history(session, conversation_id, before=question, limit=history_limit)
+    return OpenedExchange(None, conversation_id, history)
+
+
+def _new_question(conversation_id: uuid.UUID, message: IncomingMessage) -> Message:
+    return Message(
+        conversation_id=conversation_id,
+        role="user",
+        text=message.text,
+        user_id=message.user_id,
+        event_key=message.event_key,
+        platform_message_id=message.message_id,
+    )
 
 
 async def get_or_create_conversation(session: AsyncSession, message: IncomingMessage) -> Conversation:
@@ -65,14 +139,7 @@ async def record_question(session: AsyncSession, conversation: Conversation, mes
     ).scalar_one_or_none()
     if existing is not None:
         return existing
-    question = Message(
-        conversation_id=conversation.id,
-        role="user",
-        text=message.text,
-        user_id=message.user_id,
-        event_key=message.event_key,
-        platform_message_id=message.message_id,
-    )
+    question = _new_question(conversation.id, message)
     session.add(question)
     await session.flush()
     return question

@@ -113,9 +113,7 @@ class HRQuestionSkill(Skill):
         if site is not None:
             return AnswerOutcome(self._not_found(()), {"decline": "names an office the sources do not cover"})
 
-        statistics = (await self._corpus_statistics()).view(request.audiences)
-        question = analyse_question(request.text, statistics, self._locations)
-        question_vector = (await self._embed([question.repaired_text or request.text], store=False))[0]
+        statistics, question, question_vector = await self._analyse(request)
 
         faq = await self._faq_entries(request)
         match = self._faq_match(faq, question, question_vector)
@@ -132,6 +130,30 @@ class HRQuestionSkill(Skill):
             signals["decline"] = reason
             logger.info("Referred event %s to HR: %s", request.message.event_key, reason)
         return AnswerOutcome(self._not_found(hits), signals)
+
+    async def _analyse(self, request: SkillRequest) -> tuple[TermStatistics, QuestionTerms, np.ndarray]:
+        """Analyse the question and embed it, with the term statistics of the current knowledge base.
+
+        The knowledge base rarely changes between questions, so the question is
+        analysed and embedded with the statistics at hand while its version is read,
+        and again only when the version turns out to have changed.
+        """
+        cached = self._statistics
+        version_read = asyncio.ensure_future(self.context.retriever.corpus_version())
+        try:
+            if cached is not None:
+                statistics = cached[1].view(request.audiences)
+                question = analyse_question(request.text, statistics, self._locations)
+                vector = (await self._embed([question.repaired_text or request.text], store=False))[0]
+                if await version_read == cached[0]:
+                    return statistics, question, vector
+            version = await version_read
+        finally:
+            version_read.cancel()
+        statistics = (await self._corpus_statistics(version)).view(request.audiences)
+        question = analyse_question(request.text, statistics, self._locations)
+        vector = (await self._embed([question.repaired_text or request.text], store=False))[0]
+        return statistics, question, vector
 
     # Decisions
 
@@ -468,9 +490,11 @@ class HRQuestionSkill(Skill):
 
     # Caches
 
-    async def _corpus_statistics(self) -> CorpusStatistics:
+    async def _corpus_statistics(self, version: tuple | None = None) -> CorpusStatistics:
+        """Return the term statistics of the knowledge base at ``version`` (read now when None)."""
         retriever = self.context.retriever
-        version = await retriever.corpus_version()
+        if version is None:
+            version = await retriever.corpus_version()
         async with self._statistics_lock:
             if self._statistics is None or self._statistics[0] != version:
                 started = time.perf_counter()
