@@ -4,8 +4,8 @@ The end-to-end benchmark needs the exact prompts the bot sent to its model. They
 are rebuilt here by the skill's own code: the same settings, the same retrieval
 over the same database and the same prompt fitting, which counts tokens with the
 bot's own ``LlamaCppModel``. Only the generation itself goes to a ``Llama`` object
-created with the bot's settings in a separate process (raw_worker.py), and only
-that call is timed.
+created with the bot's settings in a separate process (raw_worker.py), at the
+same lowered priority as the bot's generation, and only that call is timed.
 """
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ class RawWorker:
         self.process = process
 
     @classmethod
-    async def start(cls, model_path: str, n_ctx: int, n_threads: int | None) -> RawWorker:
+    async def start(cls, model_path: str, n_ctx: int, n_threads: int | None, nice: int = 0) -> RawWorker:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.bench.raw_worker", model_path, str(n_ctx),
-            str(n_threads) if n_threads else "default", GGUF_TEMPLATE_FORMAT,
+            str(n_threads) if n_threads else "default", GGUF_TEMPLATE_FORMAT, str(nice),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=16 * 1024 * 1024,
         )
         worker = cls(process)
@@ -186,7 +186,9 @@ class RawReplayer:
         )
         if not isinstance(counting, LlamaCppModel):
             raise RuntimeError("the end-to-end benchmark needs an in-process GGUF model, not CHATOPS_LLM_BASE_URL")
-        worker = await RawWorker.start(str(counting.model_path), counting.context_window, settings.model_threads)
+        worker = await RawWorker.start(
+            str(counting.model_path), counting.context_window, settings.model_threads, settings.model_nice
+        )
         return cls(settings, urls, counting, worker)
 
     async def replay(self, text: str, ts: str) -> list[RawCall]:

@@ -1,18 +1,21 @@
 """A process that runs plain ``llama_cpp.Llama`` chat completions, one JSON request per line.
 
-Usage: python -m tests.bench.raw_worker MODEL_PATH N_CTX N_THREADS CHAT_FORMAT
+Usage: python -m tests.bench.raw_worker MODEL_PATH N_CTX N_THREADS CHAT_FORMAT [NICE]
 
 Each request line is ``{"messages": [...], "max_tokens": n, "temperature": t,
 "stop": [...]}``; each reply line is ``{"seconds": s, "response": {...}}``, where
 ``seconds`` times ``create_chat_completion`` alone. The model runs in a process of
 its own, as the bot's model does, so that nothing of the benchmark's own process
 (its event loop, the fake Slack Web API, the embedder's threads) shares its CPU
-time.
+time. ``NICE`` lowers the process's priority by as many steps as the bot lowers
+its generation (``CHATOPS_MODEL_NICE``), so that other load on the machine
+slows both sides alike.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -20,7 +23,9 @@ import llama_cpp
 
 
 def main(argv: list[str]) -> int:
-    model_path, n_ctx, n_threads, chat_format = argv
+    model_path, n_ctx, n_threads, chat_format, *rest = argv
+    if rest and int(rest[0]) > 0:
+        os.nice(int(rest[0]))
     llm = llama_cpp.Llama(
         model_path=model_path,
         n_ctx=int(n_ctx),
