@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from bot.storage import migrate
-from bot.storage.database import DatabaseUrls, database_urls
+from bot.storage.database import Database, DatabaseUrls, database_urls
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HANDBOOK_DIR = REPO_ROOT / "deploy" / "sample-data" / "hr-handbook"
@@ -42,6 +42,14 @@ def db_urls(pg_server) -> DatabaseUrls:
     urls = database_urls(pg_server.get_uri(database=name))
     migrate.upgrade(urls)
     return urls
+
+
+@pytest.fixture(scope="module")
+async def db(db_urls):
+    """The bot's async database access to the module's database; a module may define its own."""
+    database = Database(db_urls)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture(scope="session")

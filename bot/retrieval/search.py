@@ -186,21 +186,7 @@ class Retriever:
                     },
                 )
             ).all()
-        hits = [
-            SearchHit(
-                chunk_id=row.id,
-                source_id=row.source_id,
-                title=row.title,
-                heading_path=tuple(row.heading_path or ()),
-                text=row.text,
-                audience=row.audience,
-                similarity=float(row.similarity),
-                fused_score=float(row.score),
-                kind=row.kind,
-                metadata=row.metadata,
-            )
-            for row in rows
-        ]
+        hits = [_hit(row, similarity=float(row.similarity), fused_score=float(row.score)) for row in rows]
         logger.info(
             "Searched with %d of %d words ranked in full text in %.1f ms",
             len(words),
@@ -336,8 +322,8 @@ _CHUNK_TEXTS_QUERY = text(
 )
 
 
-def _hit(row) -> SearchHit:
-    """Build the hit of a chunk row read without a query: ``similarity`` and ``fused_score`` are 0."""
+def _hit(row, *, similarity: float = 0.0, fused_score: float = 0.0) -> SearchHit:
+    """Build the hit of a chunk row; a row read without a query has ``similarity`` and ``fused_score`` 0."""
     return SearchHit(
         chunk_id=row.id,
         source_id=row.source_id,
@@ -345,8 +331,8 @@ def _hit(row) -> SearchHit:
         heading_path=tuple(row.heading_path or ()),
         text=row.text,
         audience=row.audience,
-        similarity=0.0,
-        fused_score=0.0,
+        similarity=similarity,
+        fused_score=fused_score,
         kind=row.kind,
         metadata=row.metadata,
     )

@@ -7,6 +7,10 @@ same process after a restart, reads them instead of computing them.
 
 Lookups and inserts run in their own short transactions; embedding happens
 outside any transaction.
+
+NOTE: rows are never deleted. Passages of replaced or removed sources keep their
+vectors (about 1.6 KB a row), which is harmless for a handbook but grows with
+every edit of a large knowledge base; nothing prunes them yet.
 """
 
 from __future__ import annotations

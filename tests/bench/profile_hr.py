@@ -67,6 +67,7 @@ async def main(questions: int, html: Path | None, cold: bool, show_all: bool = F
                     data_dir=settings.data_dir,
                     context_window=settings.context_window,
                     n_threads=settings.model_threads,
+                    nice=settings.model_nice,
                 )
             )
             db = Database(urls)

@@ -22,7 +22,6 @@ from bot.retrieval.embedder import get_embedder
 from bot.retrieval.search import Retriever
 from bot.retrieval.store import SourceStore
 from bot.retrieval.vectors import VectorCache
-from bot.storage.database import Database
 from skills.base import SkillContext, SkillRequest
 from skills.hr_qa import HRQuestionSkill
 from tests.conftest import HANDBOOK_DIR
@@ -51,13 +50,6 @@ class RecordingEmbedder:
     @property
     def texts(self) -> list[str]:
         return [text for call in self.calls for text in call]
-
-
-@pytest.fixture(scope="module")
-async def db(db_urls):
-    database = Database(db_urls)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from bot.errors import SourceError
 from bot.retrieval.embedder import get_embedder
 from bot.retrieval.search import Retriever
 from bot.retrieval.store import SourceStore, chunk_document, load_document
-from bot.storage.database import Database
 from tests.conftest import HANDBOOK_DIR
 
 EXPENSES_V1 = """# Expenses
@@ -45,13 +44,6 @@ Taxis are refunded after 22:00 or when no public transport runs.
 
 Submit claims within 45 days of the trip.
 """
-
-
-@pytest.fixture(scope="module")
-async def db(db_urls):
-    database = Database(db_urls)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture(scope="module")
