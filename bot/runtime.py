@@ -76,7 +76,7 @@ class Runtime:
             db=db,
             queue=queue,
             embedder=embedder,
-            retriever=Retriever(db, embedder),
+            retriever=Retriever.from_settings(db, embedder, settings),
             sources=SourceStore(db, embedder),
             channels=dict(channels or {}),
         )

@@ -129,7 +129,7 @@ async def _evaluate(
             context_window=settings.context_window,
             n_threads=settings.model_threads,
         )
-        context = SkillContext(settings=settings, model=chat_model, retriever=Retriever(db, embedder), prompts=PromptLibrary())
+        context = SkillContext(settings=settings, model=chat_model, retriever=Retriever.from_settings(db, embedder, settings), prompts=PromptLibrary())
         runner = _QuestionRunner(settings, HRQuestionSkill(context), db)
 
         first = [question for question in questions if question.source not in updates]

@@ -145,6 +145,13 @@ class Retriever:
         self.vectors = VectorCache(db, embedder)
         self._common: tuple[float, dict[str, float]] = (-COMMON_WORDS_TTL_S, {})
 
+    @classmethod
+    def from_settings(cls, db: Database, embedder: Embedder, settings) -> Retriever:
+        """Create the Retriever with ``CHATOPS_RETRIEVAL_EF_SEARCH`` and ``CHATOPS_RETRIEVAL_TEXT_MATCHES``."""
+        return cls(
+            db, embedder, ef_search=settings.retrieval_ef_search, max_text_matches=settings.retrieval_text_matches
+        )
+
     async def search(
         self,
         query: str,

@@ -57,3 +57,13 @@ def test_cli_reports_invalid_setting(tmp_path):
     assert result.returncode == 1
     assert "CHATOPS_LOG_LEVEL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_retrieval_settings_reach_the_retriever():
+    from bot.retrieval.search import Retriever
+
+    settings = load_settings(CHATOPS_RETRIEVAL_EF_SEARCH="400", CHATOPS_RETRIEVAL_TEXT_MATCHES="2000")
+    retriever = Retriever.from_settings(None, None, settings)
+
+    assert retriever.ef_search == 400
+    assert retriever.max_text_matches == 2000
