@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import aiohttp
 import psycopg
 import pytest
 
-from bot.channels.slack.testing import FakeSlackApi, signed_headers
+from bot.channels.slack.testing import FakeSlackApi, app_mention_payload, event_callback, signed_headers
 from tests.support import SIGNING_SECRET, BotProcess, bot_env, free_port
 
 
@@ -79,3 +80,31 @@ async def test_oversized_body_rejected(bot):
     status = await send(bot, body, signed_headers(body, SIGNING_SECRET))
 
     assert status == 413
+
+
+MALFORMED_MESSAGE_EVENTS = [
+    ("text is a number", {"type": "message", "channel_type": "im", "user": "U0EMPLOYEE1", "text": 42, "ts": "1710000001.000001", "channel": "D0BAD"}),
+    ("user is a list", {"type": "message", "channel_type": "im", "user": ["U1"], "text": "hi", "ts": "1710000001.000002", "channel": "D0BAD"}),
+    ("no channel", {"type": "app_mention", "user": "U0EMPLOYEE1", "text": "<@UBOT0001> hi", "ts": "1710000001.000003"}),
+    ("ts is a number", {"type": "app_mention", "user": "U0EMPLOYEE1", "text": "<@UBOT0001> hi", "ts": 1710000001.4, "channel": "C0BAD"}),
+    ("thread_ts is an object", {"type": "message", "channel_type": "channel", "user": "U0EMPLOYEE1", "text": "hi", "ts": "1710000001.000005", "thread_ts": {"a": 1}, "channel": "C0BAD"}),
+    ("channel_type is a number", {"type": "message", "channel_type": 7, "user": "U0EMPLOYEE1", "text": "hi", "ts": "1710000001.000006", "channel": "D0BAD"}),
+    ("subtype is a number", {"type": "message", "subtype": 3, "channel_type": "im", "user": "U0EMPLOYEE1", "text": "hi", "ts": "1710000001.000007", "channel": "D0BAD"}),
+    ("edit without message", {"type": "message", "subtype": "message_changed", "channel_type": "im", "ts": "1710000001.000008", "channel": "D0BAD"}),
+    ("files is a string", {"type": "message", "subtype": "file_share", "channel_type": "im", "user": "U0EMPLOYEE1", "text": "", "files": "x", "ts": "1710000001.000009", "channel": "D0BAD"}),
+    ("channel is a number", {"type": "message", "channel_type": "im", "user": "U0EMPLOYEE1", "text": "hi", "ts": "1710000001.000010", "channel": 5}),
+]
+
+
+async def test_malformed_events_on_fast_path_not_5xx(bot):
+    # A valid event first: after it, message events skip Bolt, so these exercise that path.
+    first = app_mention_payload("help", event_id="Ev0BADFIRST", ts="1710000000.000001")
+    body = json.dumps(first)
+    assert await send(bot, body, signed_headers(body, SIGNING_SECRET)) == 200
+
+    statuses = {}
+    for index, (case, event) in enumerate(MALFORMED_MESSAGE_EVENTS):
+        body = json.dumps(event_callback(event, event_id=f"Ev0BAD{index:04d}"))
+        statuses[case] = await send(bot, body, signed_headers(body, SIGNING_SECRET))
+
+    assert {case: status for case, status in statuses.items() if not 200 <= status < 500} == {}, bot.log()
