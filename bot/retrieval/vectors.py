@@ -8,8 +8,9 @@ same process after a restart, reads them instead of computing them.
 Lookups and inserts run in their own short transactions; embedding happens
 outside any transaction.
 
-Each row records the skill that stored it (``scope``), which may later delete
-the rows of texts its knowledge base no longer contains (:meth:`VectorCache.prune`).
+NOTE: rows are never deleted. Passages of replaced or removed sources keep their
+vectors (about 1.6 KB a row), which is harmless for a handbook but grows with
+every edit of a large knowledge base; nothing prunes them yet.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import func, select
-from sqlalchemy import text as sql_text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from bot.retrieval.embedder import Embedder
@@ -34,13 +33,6 @@ logger = logging.getLogger(__name__)
 # Rows per INSERT and digests per SELECT: large enough to amortise the round
 # trip, small enough to keep each statement's parameters modest.
 _STATEMENT_ROWS = 500
-
-
-# One array parameter for the digests to keep, however many there are.
-_PRUNE = sql_text(
-    "DELETE FROM text_embeddings WHERE model = :model AND scope = :scope AND created_at < :before "
-    "AND NOT (digest = ANY(CAST(:keep AS bytea[])))"
-)
 
 
 def digest(text: str) -> bytes:
@@ -60,16 +52,16 @@ class VectorCache:
         self.memory_size = memory_size
         self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
-    async def embed(self, texts: Sequence[str], *, store: bool = True, scope: str = "") -> np.ndarray:
+    async def embed(self, texts: Sequence[str], *, store: bool = True) -> np.ndarray:
         """Return one unit-norm row per text, in order.
 
         With ``store``, texts not in memory are looked up in the table, and those
         found neither there nor in memory are embedded and written to the table
-        for other processes, under ``scope``. Without it (texts that will not come
-        again, such as a question), the table is neither read nor written.
+        for other processes. Without it (texts that will not come again, such as
+        a question), the table is neither read nor written.
         """
         keys = [digest(text) for text in texts]
-        found = await self._lookup(keys, texts, store=store, scope=scope)
+        found = await self._lookup(keys, texts, store=store)
         for key in keys:
             self._memory.move_to_end(key)
         while len(self._memory) > self.memory_size:
@@ -78,7 +70,7 @@ class VectorCache:
             return np.zeros((0, self.embedder.dimension), dtype=np.float32)
         return np.stack([found[key] for key in keys])
 
-    async def store_missing(self, texts: Sequence[str], *, scope: str = "") -> int:
+    async def store_missing(self, texts: Sequence[str]) -> int:
         """Embed and store the texts that the table does not hold yet; return how many.
 
         The vectors are also kept in memory while it has room, so that the first
@@ -94,7 +86,7 @@ class VectorCache:
         if missing:
             vectors = await self.embedder.embed_async([text for _, text in missing])
             computed = [(key, vector) for (key, _), vector in zip(missing, vectors)]
-            await self._insert(computed, scope)
+            await self._insert(computed)
             found.update(computed)
         for key, vector in found.items():
             if len(self._memory) >= self.memory_size:
@@ -103,28 +95,7 @@ class VectorCache:
                 self._memory[key] = vector
         return len(missing)
 
-    async def now(self) -> datetime:
-        """Return the database server's current time, which ``created_at`` is measured in."""
-        async with self.db.sessions() as session:
-            return (await session.execute(select(func.clock_timestamp()))).scalar_one()
-
-    async def prune(self, scope: str, keep: Collection[bytes], *, stored_before: datetime) -> int:
-        """Delete the rows of ``scope`` stored before ``stored_before`` whose digest is not in ``keep``.
-
-        A skill calls it after storing every text its knowledge base contains;
-        rows stored since ``stored_before`` (by questions asked meanwhile) stay.
-        Returns how many rows were deleted.
-        """
-        parameters = {"model": self.embedder.model_id, "scope": scope, "before": stored_before, "keep": list(keep)}
-        async with self.db.transaction() as session:
-            deleted = (await session.execute(_PRUNE, parameters)).rowcount
-        for key in [key for key in self._memory if key not in keep]:
-            del self._memory[key]
-        return deleted
-
-    async def _lookup(
-        self, keys: list[bytes], texts: Sequence[str], *, store: bool, scope: str
-    ) -> dict[bytes, np.ndarray]:
+    async def _lookup(self, keys: list[bytes], texts: Sequence[str], *, store: bool) -> dict[bytes, np.ndarray]:
         found = {key: self._memory[key] for key in keys if key in self._memory}
         wanted = list(dict.fromkeys(key for key in keys if key not in found))
         if wanted and store:
@@ -135,7 +106,7 @@ class VectorCache:
             computed = list(zip((key for key, _ in missing), vectors))
             found.update(computed)
             if store:
-                await self._insert(computed, scope)
+                await self._insert(computed)
         for key in wanted:
             self._memory[key] = found[key]
         return found
@@ -167,13 +138,13 @@ class VectorCache:
                 stored.update(bytes(key) for (key,) in rows)
         return stored
 
-    async def _insert(self, rows: list[tuple[bytes, np.ndarray]], scope: str) -> None:
+    async def _insert(self, rows: list[tuple[bytes, np.ndarray]]) -> None:
         if not rows:
             return
         async with self.db.transaction() as session:
             for start in range(0, len(rows), _STATEMENT_ROWS):
                 values = [
-                    {"model": self.embedder.model_id, "digest": key, "embedding": vector.tolist(), "scope": scope}
+                    {"model": self.embedder.model_id, "digest": key, "embedding": vector.tolist()}
                     for key, vector in rows[start : start + _STATEMENT_ROWS]
                 ]
                 await session.execute(pg_insert(TextEmbedding).values(values).on_conflict_do_nothing())

@@ -190,13 +190,10 @@ class TextEmbedding(Base):
     """The embedding of a text that a skill compares with questions, keyed by model and SHA-1 digest."""
 
     __tablename__ = "text_embeddings"
-    __table_args__ = (Index("ix_text_embeddings_scope_created", "scope", "created_at"),)
 
     model: Mapped[str] = mapped_column(String(128), primary_key=True)
     digest: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
-    # The skill that stored the row, which may delete it when its passage is gone.
-    scope: Mapped[str] = mapped_column(String(64), server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -6,8 +6,6 @@ everything else the bot does beside the model; computing them once, when the
 knowledge base changes, and storing them here takes that off the question path.
 Rows are keyed by the embedding model and a digest of the text, so a changed
 passage gets a new row and a new model never reads another model's vectors.
-``scope`` names the skill that stored a row, so that the skill can delete the
-rows of passages its knowledge base no longer contains.
 
 Revision ID: 0005
 Revises: 0004
@@ -34,12 +32,9 @@ def upgrade() -> None:
         # SHA-1 of the UTF-8 text: 20 bytes instead of the text itself.
         sa.Column("digest", postgresql.BYTEA, primary_key=True),
         sa.Column("embedding", Vector(EMBEDDING_DIM), nullable=False),
-        sa.Column("scope", sa.String(64), nullable=False, server_default=""),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     )
-    op.create_index("ix_text_embeddings_scope_created", "text_embeddings", ["scope", "created_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_text_embeddings_scope_created", table_name="text_embeddings")
     op.drop_table("text_embeddings")

@@ -27,7 +27,6 @@ import numpy as np
 from bot.core.message import Citation
 from bot.llm import ChatMessage, ModelError, fit_prompt
 from bot.retrieval.search import SearchHit
-from bot.retrieval.vectors import digest
 from skills.base import Skill, SkillRequest, SkillResult, UsedSource
 from skills.hr_qa.corpus import CorpusStatistics, TermStatistics, english_frequency
 from skills.hr_qa.evidence import (
@@ -510,15 +509,14 @@ class HRQuestionSkill(Skill):
         Texts from the knowledge base are stored for reuse; texts from a question
         (``store=False``) stay in this process's memory only.
         """
-        return await self.context.retriever.vectors.embed(texts, store=store, scope=self.name)
+        return await self.context.retriever.vectors.embed(texts, store=store)
 
     async def prepare(self) -> None:
         """Store the vectors of every passage, FAQ question and passage word that answers compare.
 
         Questions then spend their time on retrieval and the model instead of
-        embedding about twenty passages each. The skill's stored vectors of texts
-        that the knowledge base no longer contains are deleted. A knowledge base of
-        more than ``CHATOPS_HR_PREPARE_MAX_CHUNKS`` chunks is left to embedding on demand.
+        embedding about twenty passages each. A knowledge base of more than
+        ``CHATOPS_HR_PREPARE_MAX_CHUNKS`` chunks is left to embedding on demand.
         """
         retriever = self.context.retriever
         limit = self.context.settings.hr_prepare_max_chunks
@@ -533,9 +531,7 @@ class HRQuestionSkill(Skill):
             )
             return
         started = time.perf_counter()
-        stored_before = await retriever.vectors.now()
-        stored = 0
-        keep: set[bytes] = set()
+        stored = total = 0
         async for page in retriever.chunk_pages():
             texts: list[str] = []
             for hit in page:
@@ -545,15 +541,13 @@ class HRQuestionSkill(Skill):
                 passages = self._passages(hit)
                 texts.extend(candidate.embedding_text for candidate in build_candidates([(hit, passages)], ()))
                 texts.extend(sorted({word for passage in passages for word in _passage_words(passage)}))
-            keep.update(digest(text) for text in texts)
-            stored += await retriever.vectors.store_missing(texts, scope=self.name)
-        removed = await retriever.vectors.prune(self.name, keep, stored_before=stored_before)
+            total += len(texts)
+            stored += await retriever.vectors.store_missing(texts)
         logger.info(
-            "Prepared HR passages of %d chunks: %d vectors, %d of them new, %d stale ones removed, in %.1f s",
+            "Prepared HR passages of %d chunks: %d vectors, %d of them new, in %.1f s",
             chunk_count,
-            len(keep),
+            total,
             stored,
-            removed,
             time.perf_counter() - started,
         )
 

@@ -241,26 +241,3 @@ async def test_full_text_skips_common_words(db, db_urls, handbook):
     assert any("Bluebonnet" in hit.text for hit in hits)
     # With only common words there is no full-text ranking, and the vector ranking still finds chunks.
     assert await bounded.search("How do I request leave?", keywords="leave")
-
-
-async def test_preparing_removes_vectors_of_replaced_passages(db, db_urls, handbook, tmp_path):
-    path = tmp_path / "meals.md"
-    path.write_text("# Meals\n\nThe meal allowance is 25 per day on business trips.\n", encoding="utf-8")
-    store = SourceStore(db, get_embedder())
-    await store.add_file(path)
-    skill = hr_skill(db, get_embedder(), tmp_path)
-    await skill.prepare()
-    other = "A text another skill stored."
-    await VectorCache(db, get_embedder()).embed([other], scope="other_skill")
-    old_passage = "Meals: The meal allowance is 25 per day on business trips."
-    before = stored_digests(db_urls)
-
-    path.write_text("# Meals\n\nThe meal allowance is 30 per day on business trips.\n", encoding="utf-8")
-    await store.add_file(path)
-    await skill.prepare()
-    after = stored_digests(db_urls)
-
-    assert digest(old_passage) in before
-    assert digest(old_passage) not in after
-    assert digest(old_passage.replace("25", "30")) in after
-    assert digest(other) in after
