@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.core.pipeline import Pipeline
 from bot.core.roles import RoleDirectory
 from bot.core.router import Router, load_skills
-from bot.llm import ChatModel, create_chat_model
+from bot.llm import ChatModel, chat_model_from_settings
 from bot.prompts import PromptLibrary
 from bot.queue import bind_queue
 from bot.retrieval.embedder import Embedder, get_embedder
@@ -87,15 +87,7 @@ class Runtime:
     def load_model(self) -> None:
         started = time.perf_counter()
         settings = self.settings
-        self.model = create_chat_model(
-            model=settings.model,
-            data_dir=settings.data_dir,
-            llm_base_url=settings.llm_base_url,
-            llm_api_key=settings.llm_api_key,
-            context_window=settings.context_window,
-            n_threads=settings.model_threads,
-            nice=settings.model_nice,
-        )
+        self.model = chat_model_from_settings(settings)
         context = SkillContext(settings=settings, model=self.model, retriever=self.retriever, prompts=PromptLibrary())
         self.router = Router(load_skills(context))
         self.pipeline = Pipeline(self.db, self.router, self.channels, RoleDirectory.from_settings(settings))

@@ -35,7 +35,7 @@ from bot.core.message import IncomingMessage
 from bot.core.roles import RoleDirectory
 from bot.errors import ChatOpsError, SourceError
 from bot.evaluation.scoring import EvalQuestion, QuestionOutcome, load_questions, score_answer, summarise
-from bot.llm import create_chat_model
+from bot.llm import chat_model_from_settings
 from bot.prompts import PromptLibrary
 from bot.retrieval.embedder import get_embedder
 from bot.retrieval.search import Retriever
@@ -120,15 +120,7 @@ async def _evaluate(
     chat_model = None
     try:
         await _ingest(store, sources_dir, sources_copy, progress)
-        chat_model = await asyncio.to_thread(
-            create_chat_model,
-            model=settings.model,
-            data_dir=settings.data_dir,
-            llm_base_url=settings.llm_base_url,
-            llm_api_key=settings.llm_api_key,
-            context_window=settings.context_window,
-            n_threads=settings.model_threads,
-        )
+        chat_model = await asyncio.to_thread(chat_model_from_settings, settings)
         context = SkillContext(settings=settings, model=chat_model, retriever=Retriever.from_settings(db, embedder, settings), prompts=PromptLibrary())
         runner = _QuestionRunner(settings, HRQuestionSkill(context), db)
 

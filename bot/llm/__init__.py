@@ -16,6 +16,7 @@ from bot.llm.openai_compat import OpenAICompatibleModel
 from bot.llm.registry import (
     BUNDLED_MODELS,
     DEFAULT_MODEL,
+    chat_model_from_settings,
     create_chat_model,
     resolve_model_path,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ModelError",
     "OpenAICompatibleModel",
     "clean_output",
+    "chat_model_from_settings",
     "create_chat_model",
     "fit_prompt",
     "prepare_messages",

@@ -9,8 +9,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.llm.base import ChatModel
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +114,19 @@ def resolve_model_path(name_or_path: str, data_dir: Path) -> Path:
     else:
         reason = "not a bundled model name or a path to a .gguf file"
     raise ValueError(f"invalid CHATOPS_MODEL {name_or_path!r}: {reason}; bundled models: {names}")
+
+
+def chat_model_from_settings(settings: Settings) -> ChatModel:
+    """Create the chat model that ``settings`` describe, as the bot and its commands use it."""
+    return create_chat_model(
+        model=settings.model,
+        data_dir=settings.data_dir,
+        llm_base_url=settings.llm_base_url,
+        llm_api_key=settings.llm_api_key,
+        context_window=settings.context_window,
+        n_threads=settings.model_threads,
+        nice=settings.model_nice,
+    )
 
 
 def create_chat_model(

@@ -22,7 +22,7 @@ from pyinstrument import Profiler
 
 from bot.channels.slack.convert import to_incoming
 from bot.channels.slack.testing import DEFAULT_BOT_USER_ID, app_mention_payload
-from bot.llm import create_chat_model
+from bot.llm import chat_model_from_settings
 from bot.prompts import PromptLibrary
 from bot.retrieval.embedder import get_embedder
 from bot.retrieval.search import Retriever
@@ -61,15 +61,7 @@ async def main(questions: int, html: Path | None, cold: bool, show_all: bool = F
             env = bot_env(database_url=urls.libpq, slack_api_url="http://127.0.0.1:9/api/", data_dir=Path(root))
             await index_handbook(env)
             settings = settings_from_env(env)
-            model = TimedModel(
-                create_chat_model(
-                    model=settings.model,
-                    data_dir=settings.data_dir,
-                    context_window=settings.context_window,
-                    n_threads=settings.model_threads,
-                    nice=settings.model_nice,
-                )
-            )
+            model = TimedModel(chat_model_from_settings(settings))
             db = Database(urls)
             skill = HRQuestionSkill(
                 SkillContext(settings=settings, model=model, retriever=Retriever(db, get_embedder()), prompts=PromptLibrary())

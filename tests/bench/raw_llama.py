@@ -29,8 +29,8 @@ from bot.llm import (
     ChatModel,
     Completion,
     LlamaCppModel,
+    chat_model_from_settings,
     clean_output,
-    create_chat_model,
     prepare_messages,
 )
 from bot.prompts import PromptLibrary
@@ -177,13 +177,7 @@ class RawReplayer:
 
     @classmethod
     async def start(cls, settings: Settings, urls: DatabaseUrls) -> RawReplayer:
-        counting = await asyncio.to_thread(
-            create_chat_model,
-            model=settings.model,
-            data_dir=settings.data_dir,
-            context_window=settings.context_window,
-            n_threads=settings.model_threads,
-        )
+        counting = await asyncio.to_thread(chat_model_from_settings, settings)
         if not isinstance(counting, LlamaCppModel):
             raise RuntimeError("the end-to-end benchmark needs an in-process GGUF model, not CHATOPS_LLM_BASE_URL")
         worker = await RawWorker.start(
