@@ -57,8 +57,8 @@ class Pipeline:
     async def _generate(self, message, conversation_id, history, channel: ChannelClient) -> Message:
         started = time.perf_counter()
         route = self.router.route(message.text)
-        # The progress indicator is a platform round trip; the skill need not wait for it.
-        # Delivery may replace a progress message, so it waits for it below.
+        # The progress indicator is a platform round trip, which the skill need not wait
+        # for. Delivery may replace a progress message, so it waits for it below.
         progress = asyncio.create_task(self._show_progress(channel, message))
         try:
             direct = await channel.handle_directly(message)

@@ -35,8 +35,10 @@ async def prepare_skills(libpq_url: str, skills: Sequence[Skill]) -> bool:
                 try:
                     await skill.prepare()
                 except Exception:
-                    # Preparing only saves time later; answering must go on without it.
-                    logger.exception("Skill %s failed to prepare; its answers will compute what they need", skill.name)
+                    # Preparing only saves time later, so questions are handled without it.
+                    logger.exception(
+                        "Preparing skill %s failed; it will embed what questions need on demand", skill.name
+                    )
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (PREPARATION_LOCK_ID,))
     return True

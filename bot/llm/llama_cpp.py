@@ -83,9 +83,9 @@ class LlamaCppModel(ChatModel):
         """Load the GGUF file at ``model_path``.
 
         ``nice`` lowers the scheduling priority of generation by that many steps
-        (Linux nice values, 0 to 19), so that other work of the process, such as
-        acknowledging chat events within Slack's 3 seconds, is not starved while the
-        model keeps every core busy.
+        (Linux nice values, 0 to 19). Other work of the process, such as
+        acknowledging chat events within Slack's 3 seconds, is then not starved
+        while the model keeps every core busy.
         """
         import llama_cpp
 

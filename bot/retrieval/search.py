@@ -293,9 +293,6 @@ _PAGE_QUERY = text(
     """
 )
 
-# Chunks change only with their source, which then gets a new updated_at (or is
-# removed), so the small sources table and the chunks' primary key index suffice;
-# counting the chunks themselves would scan them all on every question.
 # The planner's estimate of the row count, and the most common lexemes of the
 # full-text column with the share of rows containing each (from ANALYZE).
 _COMMON_LEXEMES_QUERY = text(
@@ -310,6 +307,9 @@ _COMMON_LEXEMES_QUERY = text(
     """
 )
 
+# Chunks change only with their source, which then gets a new updated_at or is
+# removed. So the small sources table and the chunks' primary key index suffice,
+# while counting the chunks themselves would scan them all on every question.
 _VERSION_QUERY = text(
     """
     SELECT count(*) AS sources,

@@ -217,8 +217,8 @@ class SourceStore:
         """Add many files, embedding the chunks of several files in one call.
 
         Embedding one file at a time pads each batch to that file's longest chunk
-        and leaves small batches; pooling about ``batch_chunks`` chunks lets the
-        embedder group chunks of similar length. Each file is still stored in its
+        and leaves small batches. Pooling about ``batch_chunks`` chunks lets the
+        embedder group chunks of similar length instead. Each file is still stored in its
         own transaction, and ``on_result(path, result_or_error)`` is called for
         each file, in order, once it is stored or has failed.
         """

@@ -9,8 +9,8 @@ Lookups and inserts run in their own short transactions; embedding happens
 outside any transaction.
 
 NOTE: rows are never deleted. Passages of replaced or removed sources keep their
-vectors (about 1.6 KB a row), which is harmless for a handbook but grows with
-every edit of a large knowledge base; nothing prunes them yet.
+vectors, about 1.6 KB a row. That is harmless for a handbook, but the table grows
+with every edit of a large knowledge base, and nothing prunes it yet.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class VectorCache:
         """Embed and store the texts that the table does not hold yet; return how many.
 
         The vectors are also kept in memory while it has room, so that the first
-        questions need no lookups; once it is full, nothing is evicted for them.
+        questions need no lookups. Once it is full, nothing is evicted for them.
         """
         unique = {digest(text): text for text in texts}
         room = self.memory_size - len(self._memory)

@@ -4,10 +4,10 @@ Three HR questions first keep the in-process worker generating. Once the first o
 them shows its progress reaction, the burst goes out: all events at once, each on
 its own connection, as Slack would deliver messages that many employees send in
 the same moment. The connections are opened and used once before the burst, as
-the keep-alive connections of Slack's delivery servers would be, and each
-request is written as prepared bytes: the time then runs from writing a request
-to reading its response, and the benchmark's own client, which shares the CPU
-with the bot, adds little to it. The same burst is then sent once more through
+the keep-alive connections of Slack's delivery servers would be. Each request is
+written as prepared bytes, and its time runs from writing it to reading the
+response. So the benchmark's own client, which shares the CPU with the bot, adds
+little to it. The same burst is then sent once more through
 an ``aiohttp`` client that opens a new connection for each event, which is the
 figure this benchmark reported first. Then the same number of events is sent
 again at a steady ``PACED_EVENTS_PER_S``. Slack rate-limits an app that would receive more than

@@ -54,7 +54,7 @@ def slack_events_handler(bolt_app: AsyncApp, signing_secret: str, intake: EventI
 
 
 def _malformed(body: str, content_type: str) -> tuple[str | None, dict | None]:
-    """Say what is wrong with a body Bolt cannot handle (None when it is fine), and return a JSON body parsed."""
+    """Return what is wrong with a body Bolt cannot handle (None when it is fine), and the body parsed when it is JSON."""
     if content_type == "application/x-www-form-urlencoded":
         return _malformed_form(body), None
     try:
