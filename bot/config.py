@@ -73,7 +73,7 @@ class Settings(BaseSettings):
 
     retrieval_top_k: int = Field(default=4, ge=1, le=20, alias="CHATOPS_RETRIEVAL_TOP_K")
     # HNSW's candidate list: more finds the true nearest chunks more often, and takes longer.
-    retrieval_ef_search: int = Field(default=100, ge=1, le=1000, alias="CHATOPS_RETRIEVAL_EF_SEARCH")
+    retrieval_ef_search: int = Field(default=300, ge=1, le=1000, alias="CHATOPS_RETRIEVAL_EF_SEARCH")
     # Chunks that the full-text ranking's words may together occur in (see Retriever).
     retrieval_text_matches: int = Field(default=500, ge=1, alias="CHATOPS_RETRIEVAL_TEXT_MATCHES")
     min_relevance: float = Field(default=0.2, ge=-1.0, le=1.0, alias="CHATOPS_MIN_RELEVANCE")

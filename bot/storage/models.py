@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -158,11 +159,12 @@ class KnowledgeChunk(Base):
 
     __tablename__ = "knowledge_chunks"
     __table_args__ = (
+        # Vectors are indexed at half precision; the search's ORDER BY must use the same cast.
         Index(
             "ix_knowledge_chunks_embedding_hnsw",
-            "embedding",
+            text(f"(embedding::halfvec({EMBEDDING_DIM})) halfvec_cosine_ops"),
             postgresql_using="hnsw",
-            postgresql_ops={"embedding": "vector_cosine_ops"},
+            postgresql_with={"m": 16, "ef_construction": 400},
         ),
         Index("ix_knowledge_chunks_search", "search_vector", postgresql_using="gin"),
         Index("ix_knowledge_chunks_source_ordinal", "source_id", "ordinal"),

@@ -51,6 +51,7 @@ FIGURES = [
     Figure("ack_p99_ms", "Acknowledgement p99, burst while generating (ms)", "<= 50", lambda value: value <= 50),
     Figure("ack_paced_p99_ms", "  same events paced over the burst window (ms)", ""),
     Figure("retrieval_p95_ms_100k", "Hybrid search p95, largest corpus, HNSW, rarest words (ms)", "<= 20", lambda value: value <= 20),
+    Figure("retrieval_interleaved_p95_ms_100k", "  same, other modes' queries in between (ms)", ""),
     Figure("retrieval_exact_p95_ms_100k", "  same queries, exact search (ms)", ""),
     Figure("retrieval_question_p95_ms_100k", "  HNSW, full-text ranking on the whole question (ms)", ""),
     Figure("retrieval_default_ef_p95_ms_100k", "  HNSW with pgvector's default ef_search 40 (ms)", ""),
