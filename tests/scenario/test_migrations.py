@@ -1,17 +1,21 @@
-"""Schema migrations on a real PostgreSQL: the half-precision vector index, and a round trip."""
+"""Schema migrations on a real PostgreSQL: the head check, the vector index and a round trip."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import numpy as np
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from bot.retrieval.search import _HNSW_SETTINGS, _VECTOR_QUERY
 from bot.storage import migrate
 from bot.storage.database import Database, database_urls
+from tests.conftest import REPO_ROOT
 
 INDEX = "ix_knowledge_chunks_embedding_hnsw"
 
@@ -31,6 +35,27 @@ def _index_definition(urls) -> str | None:
     return row[0] if row else None
 
 
+def test_head_revision_matches_alembic(db_urls):
+    script = ScriptDirectory.from_config(migrate.alembic_config(db_urls))
+
+    assert migrate.head_revision() == script.get_current_head()
+
+
+def test_upgrade_at_head_skips_alembic(db_urls):
+    program = (
+        "import sys\n"
+        "from bot.storage import migrate\n"
+        "from bot.storage.database import database_urls\n"
+        f"migrate.upgrade(database_urls({db_urls.libpq!r}))\n"
+        "print('alembic' in sys.modules)\n"
+    )
+
+    result = subprocess.run([sys.executable, "-c", program], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def test_migration_swaps_vector_index(fresh_urls):
     migrate.upgrade(fresh_urls, "0005")
     assert "vector_cosine_ops" in _index_definition(fresh_urls)
@@ -39,7 +64,7 @@ def test_migration_swaps_vector_index(fresh_urls):
     definition = _index_definition(fresh_urls)
     assert "halfvec_cosine_ops" in definition
     assert "ef_construction='400'" in definition.replace(" ", "")
-    assert migrate.current_revision(fresh_urls) == "0006"
+    assert migrate.current_revision(fresh_urls) == migrate.head_revision()
 
     from alembic import command
 
