@@ -23,9 +23,11 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+if TYPE_CHECKING:
+    # Imported where used: the splitters add about 12 MB to a server that may never index a file.
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 DEFAULT_CHUNK_SIZE = 900
 DEFAULT_CHUNK_OVERLAP = 120
@@ -134,6 +136,8 @@ def _strip_front_matter(text: str) -> str:
 
 
 def _make_prose_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
     # keep_separator="end" leaves ". " at the end of a sentence instead of starting the next piece.
     return RecursiveCharacterTextSplitter(
         chunk_size=chunk_size,
@@ -174,6 +178,8 @@ def _split_sections(text: str) -> Iterator[tuple[tuple[str, ...], str]]:
             code_blocks.append(block_text)
         else:
             protected_lines.append(_OTHER_SPACES.sub(" ", block_text))
+
+    from langchain_text_splitters import MarkdownHeaderTextSplitter
 
     splitter = MarkdownHeaderTextSplitter(headers_to_split_on=list(_HEADING_LEVELS))
     placeholder = re.compile(re.escape(placeholder_prefix) + r"(\d+)")
