@@ -63,13 +63,14 @@ class Runtime:
         """Open the database, queue and embedder, and load the model unless ``with_model`` is false.
 
         ``bulk_embedding`` is for commands that embed many texts at once, such as
-        ``chatops sources add``: it keeps ONNX Runtime's memory arena, which is faster
-        for large batches. A server embeds a question at a time and saves the memory.
+        ``chatops sources add``: the embedder then keeps ONNX Runtime's memory arena
+        and runs larger batches (see ``Embedder``'s ``bulk``). A server embeds a
+        question at a time and saves the memory.
         """
         db = Database(urls)
         queue = bind_queue(urls.libpq)
         await queue.open_async()
-        embedder = get_embedder(memory_arena=bulk_embedding)
+        embedder = get_embedder(bulk=bulk_embedding)
         runtime = cls(
             settings=settings,
             urls=urls,

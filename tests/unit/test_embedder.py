@@ -171,7 +171,7 @@ def test_missing_tokenizer_package_names_install_command(monkeypatch):
         Embedder()
 
 
-def test_embedder_without_memory_arena_gives_the_same_vectors(embedder):
-    lean = Embedder(memory_arena=False)
+def test_lean_embedder_gives_the_same_vectors(embedder):
+    lean = Embedder(bulk=False)
 
     np.testing.assert_allclose(lean.embed(MIXED_LENGTHS), embedder.embed(MIXED_LENGTHS), atol=1e-5)
