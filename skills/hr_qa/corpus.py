@@ -100,7 +100,7 @@ class TermStatistics:
         split = _ALPHANUMERIC.match(word)
         if split and self.known(stem(split.group(1))):
             return [split.group(1), split.group(2)]
-        if len(word) < _MIN_REPAIR_LENGTH or not word.isalpha() or english_frequency(word) >= _COMMON_WORD_FREQUENCY:
+        if len(word) < _MIN_REPAIR_LENGTH or not word.isalpha() or is_common_english(word):
             # A common word the sources never use ("resign", "stock") is a topic
             # they do not cover, not a typo of a word they do use. A rare one
             # ("mach" next to "match") is more likely a typo.
@@ -116,16 +116,23 @@ class TermStatistics:
 
 
 @lru_cache(maxsize=1)
-def _english_words():
-    # pyspellchecker ships an English word-frequency list; only membership is used.
+def _common_english_words() -> frozenset[str]:
+    # pyspellchecker ships an English word-frequency list of about 160,000 words,
+    # which takes 27 MB as a dictionary. Only the words counted at least
+    # _COMMON_WORD_FREQUENCY times are kept, about 19,000 of them.
     from spellchecker import SpellChecker
 
-    return SpellChecker(language="en", distance=1)
+    frequencies = SpellChecker(language="en", distance=1).word_frequency.dictionary
+    common = "\n".join(word for word, count in frequencies.items() if count >= _COMMON_WORD_FREQUENCY)
+    # Split only once the full list is gone: the new strings then lie together in
+    # memory, and the pages of the full list can be given back.
+    del frequencies
+    return frozenset(common.split("\n"))
 
 
-def english_frequency(word: str) -> int:
-    """Return the count of ``word`` in pyspellchecker's English word list, 0 for a word not in it."""
-    return _english_words().word_frequency[word]
+def is_common_english(word: str) -> bool:
+    """Return whether pyspellchecker's English word-frequency list counts ``word`` as common."""
+    return word in _common_english_words()
 
 
 def edit_distance(first: str, second: str) -> int:

@@ -28,7 +28,7 @@ from bot.core.message import Citation
 from bot.llm import ChatMessage, ModelError, fit_prompt
 from bot.retrieval.search import SearchHit
 from skills.base import Skill, SkillRequest, SkillResult, UsedSource
-from skills.hr_qa.corpus import CorpusStatistics, TermStatistics, english_frequency
+from skills.hr_qa.corpus import CorpusStatistics, TermStatistics, is_common_english
 from skills.hr_qa.evidence import (
     Candidate,
     QuestionTerms,
@@ -523,7 +523,7 @@ class HRQuestionSkill(Skill):
         # The term statistics and the English word list are built here rather than
         # on the first question (the word list alone takes about 150 ms to load).
         await self._corpus_statistics()
-        await asyncio.to_thread(english_frequency, "policy")
+        await asyncio.to_thread(is_common_english, "policy")
         chunk_count = (await retriever.corpus_version())[1]
         if chunk_count > limit:
             logger.info(
