@@ -42,7 +42,7 @@ SERVER_SETTINGS_FILE = "chatops.conf"
 
 
 def embedded_server_settings() -> dict[str, str]:
-    """PostgreSQL settings for the embedded server on this machine.
+    """Return the PostgreSQL settings for the embedded server on this machine.
 
     ``shared_buffers`` is PostgreSQL's page cache. Its default of 128 MB fits
     the HNSW index of about 100,000 chunks (112 MB) but not also the pages that
@@ -150,6 +150,22 @@ def check_pgvector(libpq_url: str) -> None:
             "install pgvector on that server (https://github.com/pgvector/pgvector#installation), "
             "or unset DATABASE_URL to use the embedded server, which includes it"
         )
+    version = pgvector_version(row[0])
+    if version < MIN_PGVECTOR:
+        raise DatabaseError(
+            f"the PostgreSQL server in DATABASE_URL provides pgvector {row[0]}, and the bot needs "
+            f"{'.'.join(map(str, MIN_PGVECTOR))} or later (half-precision index, iterative index scans): "
+            "upgrade pgvector on that server, or unset DATABASE_URL to use the embedded server"
+        )
+
+
+# halfvec arrived in pgvector 0.7, and hnsw.iterative_scan in 0.8.
+MIN_PGVECTOR = (0, 8, 0)
+
+
+def pgvector_version(text: str) -> tuple[int, ...]:
+    """Parse a pgvector version such as ``0.8.1`` into numbers; parts that are not numbers count as 0."""
+    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
 
 
 def create_engine(urls: DatabaseUrls, *, pool_size: int = 5) -> AsyncEngine:
