@@ -77,17 +77,18 @@ async def serve(settings: Settings, *, host: str, port: int, with_worker: bool, 
     urls = await asyncio.to_thread(prepare_database, settings)
     token, signing_secret, api_url, local_mode = slack_credentials(settings)
     web_client = create_web_client(token, api_url)
+    bolt_client = create_web_client(token, api_url, keep_alive=False)
     channels: dict[str, ChannelClient] = {"slack": _slack_channel(settings, web_client)}
     runtime = await Runtime.start(settings, urls, with_model=with_worker, channels=channels)
     _attach_slack(runtime)
     teams_handler = _install_teams(runtime)
     intake = EventIntake(runtime.db)
-    bolt_app = create_bolt_app(signing_secret=signing_secret, client=web_client, db=runtime.db, intake=intake)
+    bolt_app = create_bolt_app(signing_secret=signing_secret, client=bolt_client, db=runtime.db, intake=intake)
     slack_handler = slack_events_handler(bolt_app, signing_secret, intake) if signing_secret else None
     app = create_web_app(runtime, slack_handler=slack_handler, teams_handler=teams_handler)
     socket_mode = None
     if settings.slack_app_token:
-        socket_mode = await connect_socket_mode(bolt_app, app_token=settings.slack_app_token, client=web_client)
+        socket_mode = await connect_socket_mode(bolt_app, app_token=settings.slack_app_token, client=bolt_client)
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

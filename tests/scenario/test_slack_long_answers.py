@@ -39,9 +39,20 @@ async def fake_slack():
     await slack.stop()
 
 
+_clients: list[SlackChannelClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_clients():
+    yield
+    while _clients:
+        await _clients.pop().aclose()
+
+
 def make_client(slack: FakeSlackApi, database: Database, *, placeholder_after_s: float = 1.5) -> SlackChannelClient:
     client = SlackChannelClient(create_web_client(BOT_TOKEN, slack.api_url), placeholder_after_s=placeholder_after_s)
     client.attach(db=database, sources=SourceStore(database, get_embedder()), roles=RoleDirectory())
+    _clients.append(client)
     return client
 
 
@@ -60,6 +71,18 @@ def question(thread_ts: str) -> IncomingMessage:
 
 def posts(slack: FakeSlackApi, thread_ts: str) -> list:
     return [call for call in slack.calls_to("chat.postMessage") if call.params.get("thread_ts") == thread_ts]
+
+
+async def test_answer_calls_share_one_connection(fake_slack, database):
+    message = question("1700002000.000100")
+    client = make_client(fake_slack, database)
+
+    await client.show_progress(message)
+    await client.send_reply(message, Reply("Carers get five days a year.", answer_id=str(uuid.uuid4())))
+
+    methods = [call.method for call in fake_slack.calls]
+    assert methods == ["reactions.add", "chat.postMessage", "reactions.remove"]
+    assert len({call.peer for call in fake_slack.calls}) == 1
 
 
 async def test_long_answer_three_parts_despite_429(fake_slack, database):

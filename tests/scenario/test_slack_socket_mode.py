@@ -15,7 +15,7 @@ import pytest
 
 from bot.channels.slack.app import create_bolt_app
 from bot.channels.slack.blocks import ACTION_HELPFUL
-from bot.channels.slack.client import create_web_client
+from bot.channels.slack.client import close_web_client, create_web_client
 from bot.channels.slack.commands import WORKING
 from bot.channels.slack.socket_mode import connect_socket_mode
 from bot.channels.slack.testing import (
@@ -153,10 +153,11 @@ async def test_rejected_app_token_stops_start(indexed_db):
     slack = await FakeSlackApi(bot_token=BOT_TOKEN).start()
     slack.errors["apps.connections.open"] = ["invalid_auth"]
     db = Database(indexed_db)
-    client = create_web_client(BOT_TOKEN, slack.api_url)
+    client = create_web_client(BOT_TOKEN, slack.api_url, keep_alive=False)
     try:
         with pytest.raises(ConfigError, match="SLACK_APP_TOKEN"):
             await connect_socket_mode(create_bolt_app(signing_secret=None, client=client, db=db), app_token=APP_TOKEN, client=client)
     finally:
+        await close_web_client(client)
         await db.dispose()
         await slack.stop()

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -38,12 +39,39 @@ DEFAULT_PLACEHOLDER_AFTER_S = 1.5
 _PLACEHOLDER_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 
 
-def create_web_client(token: str, base_url: str) -> AsyncWebClient:
-    """A Web API client that waits out HTTP 429 (honouring Retry-After) and retries dropped connections."""
-    client = AsyncWebClient(token=token, base_url=base_url)
+# slack_sdk's own limit for one call, which a shared session has to set itself.
+WEB_API_TIMEOUT_S = 30
+
+
+def create_web_client(token: str, base_url: str, *, keep_alive: bool = True) -> AsyncWebClient:
+    """Create a Web API client that waits out HTTP 429 (honouring Retry-After) and retries dropped connections.
+
+    With ``keep_alive``, inside a running event loop, the client gets one aiohttp
+    session for all its calls, so they reuse open connections. Without it,
+    slack_sdk opens a new session, and so a new TCP and TLS connection, for every
+    call: three per reply (progress reaction, reply, removing the reaction).
+    Close the session with :func:`close_web_client`. Bolt's lazy listeners
+    deep-copy the client, which a session does not survive, so Bolt gets a
+    client without one.
+    """
+    session = None
+    if keep_alive:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEB_API_TIMEOUT_S))
+    client = AsyncWebClient(token=token, base_url=base_url, session=session, timeout=WEB_API_TIMEOUT_S)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     client.retry_handlers.append(AsyncConnectionErrorRetryHandler(max_retry_count=2))
     return client
+
+
+async def close_web_client(client: AsyncWebClient) -> None:
+    """Close the client's shared session, if it has one."""
+    if client.session is not None and not client.session.closed:
+        await client.session.close()
 
 
 def render_parts(text: str, answer_id: str | None) -> list[tuple[str, list[dict[str, Any]] | None]]:
@@ -82,6 +110,9 @@ class SlackChannelClient(ChannelClient):
         """Give the client the database for delivery records, and the store and roles for shared files."""
         self.deliveries = DeliveryLog(db)
         self.files = FileImporter(self.client, sources, roles)
+
+    async def aclose(self) -> None:
+        await close_web_client(self.client)
 
     async def prepare(self, message: IncomingMessage) -> IncomingMessage:
         """Replace people's mentions with their display names; fetch the thread a shortcut names."""

@@ -63,6 +63,8 @@ class RecordedCall:
     params: dict[str, Any]
     headers: dict[str, str]
     at: float = field(default_factory=time.monotonic)
+    # The caller's (host, port): calls on one kept-alive connection share it.
+    peer: tuple[str, int] | None = None
 
 
 @dataclass
@@ -250,7 +252,7 @@ class FakeSlackApi:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(retry_after)}
             )
-        await self._record(RecordedCall(method, params, headers))
+        await self._record(RecordedCall(method, params, headers, peer=_peer(request)))
         error = _pop(self.errors, method) or self._token_error(method, token)
         if error:
             return web.json_response({"ok": False, "error": error})
@@ -391,3 +393,8 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
     elif body:
         params.update(parse_qsl(body))
     return params
+
+
+def _peer(request: web.Request) -> tuple[str, int] | None:
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    return (peername[0], peername[1]) if peername else None
