@@ -11,6 +11,7 @@ from pathlib import Path
 from bot import sources_cli
 from bot.config import load_settings
 from bot.errors import ChatOpsError
+from bot.heap import configure_heap
 
 logger = logging.getLogger("bot.cli")
 
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(settings, args) -> int:
+    configure_heap()
     from bot.server import serve
 
     asyncio.run(serve(settings, host=args.host, port=args.port, with_worker=not args.no_worker))
@@ -97,6 +99,7 @@ def _serve(settings, args) -> int:
 
 
 def _worker(settings, args) -> int:
+    configure_heap()
     from bot.server import work
 
     asyncio.run(work(settings))
