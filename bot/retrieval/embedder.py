@@ -297,10 +297,24 @@ def _load_lean_session(model_path: Path, options: onnxruntime.SessionOptions) ->
         logger.info("Embedding model %s has no int8 table to keep; it loads unchanged", model_path)
         return load(str(model_path))
     logger.debug("Embedding model %s keeps %s as int8", model_path, ", ".join(tables))
-    with tempfile.NamedTemporaryFile(prefix="chatops-embedder-", suffix=".onnx") as copy:
+    copy = None
+    try:
+        copy = tempfile.NamedTemporaryFile(prefix="chatops-embedder-", suffix=".onnx")
         copy.write(rewritten)
         copy.flush()
-        del rewritten
+    except OSError as error:
+        if copy is not None:
+            copy.close()
+        logger.warning(
+            "Embedding model %s loads unchanged, 35 MB larger: cannot write its rewritten copy to %s (%s). "
+            "Set TMPDIR to a writable folder to save the memory",
+            model_path,
+            tempfile.gettempdir(),
+            error,
+        )
+        return load(str(model_path))
+    del rewritten
+    with copy:
         return load(copy.name)
 
 

@@ -94,3 +94,15 @@ def test_lean_embedder_falls_back_to_original(monkeypatch, caplog):
     vectors = lean.embed(["How many sick days do I get?"])
     assert vectors.shape == (1, 384)
     assert np.isclose(np.linalg.norm(vectors[0]), 1.0)
+
+
+def test_lean_embedder_loads_original_without_temp_folder(monkeypatch, caplog):
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/tmp")
+
+    monkeypatch.setattr(embedder_module.tempfile, "NamedTemporaryFile", read_only)
+    with caplog.at_level(logging.WARNING, logger="bot.retrieval.embedder"):
+        lean = Embedder(bulk=False)
+
+    assert "cannot write its rewritten copy" in caplog.text
+    assert lean.embed(["Where do I report sick leave?"]).shape == (1, 384)
