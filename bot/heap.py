@@ -43,7 +43,7 @@ def _load_glibc():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        # Only glibc has this function; musl and others have other heaps and no mallopt tunables.
+        # Only glibc has this function. musl and other C libraries have no mallopt tunables.
         libc.gnu_get_libc_version
         return libc
     except (OSError, AttributeError):
@@ -54,7 +54,7 @@ _glibc = _load_glibc()
 
 
 def configure_heap() -> bool:
-    """Apply the heap settings above; return whether they apply (glibc only).
+    """Apply the heap settings above and return whether they apply (glibc only).
 
     Call it before the process starts threads: a thread that already has a heap
     of its own keeps it.

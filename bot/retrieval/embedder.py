@@ -126,7 +126,7 @@ class Embedder:
         runs without both, in batches of up to 256 tokens: embedding the
         handbook's 2,450 passages and 1,500 words then raised the peak resident
         memory by 34 MB instead of 95 MB, at the same speed. It also keeps the
-        token table as int8, 35 MB less, with the same vectors (``_lean_model``).
+        token table as int8, 35 MB less, with the same vectors (``_load_session``).
         Raises EmbeddingModelError when a model package is missing or its files are unusable.
         """
         if threads is not None and threads < 1:
@@ -162,12 +162,7 @@ class Embedder:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_cpu_mem_arena = bulk
         options.enable_mem_pattern = bulk
-        if bulk:
-            self._session = onnxruntime.InferenceSession(
-                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        else:
-            self._session = _load_lean_session(model_path, options)
+        self._session = _load_session(model_path, options, int8_tables=not bulk)
         # Loading allocates and frees the model's tensors several times over. Without
         # this call, glibc kept about 60 MiB of that freed memory in the process.
         release_free_memory()
@@ -274,20 +269,23 @@ class Embedder:
         return pooled / np.maximum(norms, _NORM_EPSILON)
 
 
-def _load_lean_session(model_path: Path, options: onnxruntime.SessionOptions) -> onnxruntime.InferenceSession:
-    """Load the model with its token table kept as int8, or unchanged if it cannot be rewritten.
+def _load_session(
+    model_path: Path, options: onnxruntime.SessionOptions, *, int8_tables: bool
+) -> onnxruntime.InferenceSession:
+    """Load the model, with ``int8_tables`` its token table kept as int8 where it can be rewritten.
 
     ONNX Runtime turns every int8 weight into float32 when it loads the model,
     which costs 35 MB for the token table although a batch reads only a few of
     its rows. The rewritten graph computes the same vectors bit for bit (see
-    ``onnx_graph``). Indexing
-    keeps the original graph: with the CPU memory arena, the batches of the
-    rewritten one ran about 8% slower.
+    ``onnx_graph``). Indexing keeps the original graph: with the CPU memory
+    arena, the batches of the rewritten one ran about 8% slower.
 
     The rewritten model goes through a temporary file because an
     ``InferenceSession`` made from bytes keeps a reference to them, 23 MB.
     """
     load = functools.partial(onnxruntime.InferenceSession, sess_options=options, providers=["CPUExecutionProvider"])
+    if not int8_tables:
+        return load(str(model_path))
     try:
         rewritten, tables = gather_before_dequantize(model_path.read_bytes())
     except ModelFormatError as error:

