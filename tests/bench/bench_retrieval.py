@@ -49,8 +49,8 @@ from pgvector.psycopg import register_vector
 from sqlalchemy import text
 
 from bot.retrieval.embedder import MODEL_ID, get_embedder
-# The Retriever's own vector query and HNSW settings, so that recall is measured on the SQL it runs.
-from bot.retrieval.search import _HNSW_SETTINGS, _VECTOR_QUERY, Retriever
+# The Retriever's own vector query, run on its connections, so that recall is measured on the SQL it runs.
+from bot.retrieval.search import _VECTOR_QUERY, Retriever
 from bot.storage.database import Database, DatabaseUrls, database_urls
 from tests.bench.corpus import Passage, passages
 from tests.bench.harness import CACHE_DIR, BenchContext, load_questions, summarise_ms
@@ -283,9 +283,8 @@ def _literal(vector: np.ndarray) -> str:
 
 
 async def _vector_rows(retriever: Retriever, vector: np.ndarray) -> list[tuple[int, float]]:
-    async with retriever.db.sessions() as session:
-        await session.execute(_HNSW_SETTINGS, {"ef_search": str(max(retriever.ef_search, retriever.candidates))})
-        rows = await session.execute(
+    async with retriever.connection() as conn:
+        rows = await conn.execute(
             _VECTOR_QUERY, {"vector": _literal(vector), "audiences": ["all"], "limit": retriever.candidates}
         )
         return [(row.id, float(row.similarity)) for row in rows]
@@ -327,9 +326,8 @@ async def _vector_recall(
 
 async def _plan_uses_hnsw(retriever: Retriever, vector: np.ndarray) -> bool:
     """Whether the planner reads the HNSW index for the Retriever's vector query, with its settings."""
-    async with retriever.db.sessions() as session:
-        await session.execute(_HNSW_SETTINGS, {"ef_search": str(max(retriever.ef_search, retriever.candidates))})
-        plan = await session.execute(
+    async with retriever.connection() as conn:
+        plan = await conn.execute(
             text("EXPLAIN " + str(_VECTOR_QUERY)),
             {"vector": _literal(vector), "audiences": ["all"], "limit": retriever.candidates},
         )
