@@ -34,6 +34,9 @@ BENCHMARKS = {
     "retrieval": bench_retrieval.run,
 }
 
+# The benchmarks that ask the shared answering bot (BenchContext.answer_bot).
+ANSWER_BOT_USERS = frozenset({"e2e", "ack", "concurrency"})
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -140,6 +143,9 @@ async def _run_all(root: Path, sizes, selected: list[str]) -> tuple[dict[str, An
                 errors[name] = f"{type(exc).__name__}: {exc}"[:2000]
             durations[name] = round(time.monotonic() - started, 1)
             print(f"  {name} took {durations[name]:.0f} s", file=sys.stderr, flush=True)
+            if not ANSWER_BOT_USERS.intersection(selected[selected.index(name) + 1 :]):
+                # Its idle worker would otherwise keep querying PostgreSQL during the next benchmarks.
+                await context.close_answer_bot()
     finally:
         await context.aclose()
     return results, errors, durations

@@ -366,10 +366,15 @@ class BenchContext:
         self._answer_bot = AnswerBot(process=process, urls=urls, env=env, slack=slack)
         return self._answer_bot
 
-    async def aclose(self) -> None:
+    async def close_answer_bot(self) -> None:
+        """Stop the answering bot, if it was started."""
         if self._answer_bot is not None:
             await self._answer_bot.aclose()
             await self._answer_bot.process.stop()
+            self._answer_bot = None
+
+    async def aclose(self) -> None:
+        await self.close_answer_bot()
         if self._slack is not None:
             await self._slack.stop()
         if self._server is not None:
