@@ -8,11 +8,12 @@ import uuid
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import snowballstemmer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.retrieval.embedder import Embedder
 from bot.retrieval.vectors import VectorCache
@@ -152,7 +153,6 @@ class Retriever:
         self.ef_search = ef_search
         self.max_text_matches = max_text_matches
         self.vectors = VectorCache(db, embedder)
-        self._engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._common: tuple[float, dict[str, float]] = (-COMMON_WORDS_TTL_S, {})
 
     @classmethod
@@ -209,6 +209,10 @@ class Retriever:
         )
         return hits
 
+    @cached_property
+    def _autocommit_engine(self) -> AsyncEngine:
+        return self.db.engine.execution_options(isolation_level="AUTOCOMMIT")
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """Yield a pooled connection outside a transaction, with this Retriever's HNSW settings.
@@ -225,7 +229,7 @@ class Retriever:
         one would run with pgvector's defaults.
         """
         ef_search = str(max(self.ef_search, self.candidates))
-        async with self._engine.connect() as conn:
+        async with self._autocommit_engine.connect() as conn:
             if conn.info.get(_HNSW_SETTINGS_KEY) != ef_search:
                 await conn.execute(_HNSW_SETTINGS, {"ef_search": ef_search})
                 conn.info[_HNSW_SETTINGS_KEY] = ef_search
