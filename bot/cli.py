@@ -106,7 +106,7 @@ def _run_server_loop(main: Coroutine[Any, Any, None]) -> None:
     A burst of Slack events is acknowledged on one event loop. With 200 events at
     once on 2 cores, uvloop's loop took 37 ms where asyncio's took 42 ms (the
     medians of four runs each, alternated), because its sockets, callbacks and
-    timers run in C.
+    timers are compiled code on libuv.
     """
     try:
         import uvloop

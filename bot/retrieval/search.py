@@ -110,8 +110,8 @@ _HYBRID_QUERY = text(
 )
 
 # Both settings last as long as the connection's session, and one statement sets both.
-# With an audience filter, HNSW alone may return fewer rows than asked; pgvector
-# 0.8's iterative scan keeps searching until enough pass the filter.
+# With an audience filter, HNSW alone may return fewer rows than requested, so
+# pgvector 0.8's iterative scan keeps searching until enough rows pass the filter.
 _HNSW_SETTINGS = text(
     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', false), set_config('hnsw.ef_search', :ef_search, false)"
 )

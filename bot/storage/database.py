@@ -188,8 +188,9 @@ def create_engine(urls: DatabaseUrls, *, pool_size: int = 5) -> AsyncEngine:
     """Create the async engine: a pool that reuses the most recently returned connection first.
 
     SQLAlchemy's ``pool_pre_ping`` tests every connection at every checkout, one
-    more round trip before each transaction (0.13 ms of the 0.46 ms that a
-    one-statement query took on 2 cores), and handling a message opens several.
+    more round trip before each transaction, and handling a message opens several.
+    On 2 cores a one-statement query with its checkout took 0.59 ms with the test
+    and 0.46 ms without it.
     Only a connection idle for ``IDLE_PING_AFTER_S`` is tested instead, which finds
     those that a restart of PostgreSQL or an idle timeout closed meanwhile. A
     connection that broke less than that ago fails the statement that uses it;
@@ -202,6 +203,7 @@ def create_engine(urls: DatabaseUrls, *, pool_size: int = 5) -> AsyncEngine:
 
 
 def _test_idle_connections(engine: AsyncEngine) -> None:
+    """Register pool events that test a connection idle for ``IDLE_PING_AFTER_S`` before it is handed out."""
     dialect = engine.dialect
 
     @event.listens_for(engine.sync_engine, "checkin")
@@ -217,7 +219,9 @@ def _test_idle_connections(engine: AsyncEngine) -> None:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
             # The pool closes this connection and checks out another, a new one if need be.
-            raise DisconnectionError(f"pooled connection failed its test after {time.monotonic() - idle_since:.0f} s idle") from exc
+            raise DisconnectionError(
+                f"pooled connection failed its liveness check after {time.monotonic() - idle_since:.0f} s idle"
+            ) from exc
 
 
 class Database:

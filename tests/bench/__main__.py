@@ -34,7 +34,7 @@ BENCHMARKS = {
     "retrieval": bench_retrieval.run,
 }
 
-# The benchmarks that ask the shared answering bot (BenchContext.answer_bot).
+# The benchmarks that send questions to the shared bot of BenchContext.answer_bot.
 ANSWER_BOT_USERS = frozenset({"e2e", "ack", "concurrency"})
 
 

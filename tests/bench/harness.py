@@ -367,7 +367,7 @@ class BenchContext:
         return self._answer_bot
 
     async def close_answer_bot(self) -> None:
-        """Stop the answering bot, if it was started."""
+        """Stop the bot of ``answer_bot``, if it was started."""
         if self._answer_bot is not None:
             await self._answer_bot.aclose()
             await self._answer_bot.process.stop()
