@@ -1,9 +1,10 @@
 """Accepting a platform message: record its event id and queue it, atomically.
 
-Messages that arrive while an earlier acceptance is committing are accepted
-together in the next transaction, with one statement per step for the whole
-batch. The web process runs one event loop, so under a burst the per-statement round
-trips, not PostgreSQL, limit how fast requests are acknowledged.
+Messages that arrive while an earlier batch is committing are accepted together
+in the next batch, which is one statement and so one round trip. The web
+process runs one event loop. Under a burst, each round trip waits behind the
+requests that the loop is reading, so the number of round trips limits how fast
+requests are acknowledged.
 """
 
 from __future__ import annotations
@@ -22,37 +23,18 @@ from bot.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
-# Upper bound of messages committed in one transaction.
+# Upper bound of messages accepted in one statement.
 MAX_BATCH = 200
 
-_RECORD_EVENTS = text(
-    "INSERT INTO processed_events (event_key, platform) "
-    "SELECT * FROM unnest(CAST(:event_keys AS text[]), CAST(:platforms AS text[])) "
-    "ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
-)
-_SET_JOBS = text(
-    "UPDATE processed_events AS p SET job_id = v.job_id "
-    "FROM unnest(CAST(:event_keys AS text[]), CAST(:job_ids AS bigint[])) AS v(event_key, job_id) "
-    "WHERE p.event_key = v.event_key"
-)
-
-
-# Queues one answer_message job per element of a JSON array of job arguments,
-# through the same SQL function that procrastinate's own defer calls. Going
-# through procrastinate's Python API cost about half of the time to accept a
-# burst: it builds a log context (a deep copy of each job's arguments) twice per
-# job even when nothing logs it, and psycopg escapes each job as a composite
-# value in Python. Here the whole batch is one JSON text. The function and its
-# row type belong to procrastinate's schema, which migration 0002 installs for
-# the pinned version.
-_DEFER_JOBS = text(
-    """
-    SELECT unnest(procrastinate_defer_jobs_v1(ARRAY(
-        SELECT ROW(:queue, :task, :priority, :lock, :queueing_lock, job.args, NULL)::procrastinate_job_to_defer_v1
-          FROM jsonb_array_elements(CAST(:args AS jsonb)) WITH ORDINALITY AS job(args, position)
-         ORDER BY job.position
-    ))) AS id
-    """
+# Records the keys, queues a job per new key and links the two in one statement
+# (the function of migration 0007). The jobs go through procrastinate's own SQL
+# function, as its ``defer`` does. Procrastinate's Python API took about half of
+# the time to accept a burst, because it deep-copies each job's arguments into a
+# log context twice, even when nothing is logged.
+_ACCEPT_EVENTS = text(
+    "SELECT accepted_key, accepted_job FROM chatops_accept_events("
+    "CAST(:event_keys AS text[]), CAST(:platforms AS text[]), CAST(:job_arguments AS jsonb), "
+    ":queue, :task, :priority, :lock, :queueing_lock)"
 )
 
 
@@ -71,11 +53,12 @@ async def accept_message(db: Database, message: IncomingMessage) -> bool:
 
 
 class _Intake:
-    """Commits the messages of one database and event loop in batches, one transaction at a time."""
+    """Commits the messages of one database and event loop in batches, one statement at a time."""
 
     def __init__(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
         self.db = db
         self.loop = loop
+        self._autocommit_engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._pending: list[tuple[IncomingMessage, asyncio.Future[bool]]] = []
         self._drain: asyncio.Task[None] | None = None
 
@@ -114,29 +97,24 @@ class _Intake:
         for message, _ in batch:
             # The same event twice in one batch is queued once, for its first caller.
             messages.setdefault(message.event_key, message)
-        async with self.db.engine.begin() as conn:
+        # In autocommit mode the statement is its own transaction, so the whole batch commits or none of it.
+        async with self._autocommit_engine.connect() as conn:
             rows = await conn.execute(
-                _RECORD_EVENTS,
-                {"event_keys": list(messages), "platforms": [message.platform for message in messages.values()]},
+                _ACCEPT_EVENTS,
+                {
+                    "event_keys": list(messages),
+                    "platforms": [message.platform for message in messages.values()],
+                    "job_arguments": json.dumps({key: {"message": message.to_job_args()} for key, message in messages.items()}),
+                    "queue": answer_message.queue,
+                    "task": answer_message.name,
+                    "priority": answer_message.priority,
+                    "lock": answer_message.lock,
+                    "queueing_lock": answer_message.queueing_lock,
+                },
             )
-            new = [messages[row.event_key] for row in rows]
-            job_ids: list[int] = []
-            if new:
-                rows = await conn.execute(
-                    _DEFER_JOBS,
-                    {
-                        "queue": answer_message.queue,
-                        "task": answer_message.name,
-                        "priority": answer_message.priority,
-                        "lock": answer_message.lock,
-                        "queueing_lock": answer_message.queueing_lock,
-                        "args": json.dumps([{"message": message.to_job_args()} for message in new]),
-                    },
-                )
-                job_ids = [row.id for row in rows]
-                await conn.execute(
-                    _SET_JOBS, {"event_keys": [message.event_key for message in new], "job_ids": job_ids}
-                )
+            accepted = rows.all()
+        new = [messages[row.accepted_key] for row in accepted]
+        job_ids = [row.accepted_job for row in accepted]
         elapsed_ms = (time.perf_counter() - started) * 1000
         if len(new) == 1:
             logger.info("Accepted event %s as job %s in %.1f ms", new[0].event_key, job_ids[0], elapsed_ms)

@@ -84,3 +84,21 @@ async def test_failed_batch_commits_nothing(db):
     # The platform delivers the valid events again, and they are accepted then.
     assert await accept_message(db, batch[0]) is True
     assert await accept_message(db, batch[2]) is True
+
+
+async def test_jobs_queued_in_arrival_order(db):
+    # The keys arrive in descending order, and the function records them sorted.
+    keys = [f"intake:order:{index:02d}" for index in reversed(range(12))]
+
+    results = await asyncio.gather(*(accept_message(db, message(key)) for key in keys))
+
+    assert results == [True] * len(keys)
+    linked = rows(
+        db,
+        "SELECT e.event_key, j.args->'message'->>'event_key' FROM processed_events e "
+        "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE e.event_key LIKE %s ORDER BY j.id",
+        "intake:order:%",
+    )
+    assert [event_key for event_key, _ in linked] == keys
+    for event_key, job_key in linked:
+        assert job_key == event_key
