@@ -102,3 +102,23 @@ async def test_jobs_queued_in_arrival_order(db):
     assert [event_key for event_key, _ in linked] == keys
     for event_key, job_key in linked:
         assert job_key == event_key
+
+
+async def test_two_processes_queue_each_event_once(db):
+    # Two engines act as two web processes that receive the same events in opposite orders.
+    other = Database(db.urls)
+    try:
+        for round_number in range(5):
+            keys = [f"intake:overlap:{round_number}:{index:02d}" for index in range(60)]
+
+            first, second = await asyncio.gather(
+                asyncio.gather(*(accept_message(db, message(key)) for key in keys)),
+                asyncio.gather(*(accept_message(other, message(key)) for key in reversed(keys))),
+            )
+
+            accepted_per_key = [int(a) + int(b) for a, b in zip(first, reversed(second))]
+            assert accepted_per_key == [1] * len(keys)
+    finally:
+        await other.dispose()
+    jobs = rows(db, "SELECT count(*) FROM procrastinate_jobs WHERE args->'message'->>'event_key' LIKE %s", "intake:overlap:%")
+    assert jobs == [(300,)]
