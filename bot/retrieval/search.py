@@ -8,12 +8,11 @@ import uuid
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import snowballstemmer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.retrieval.embedder import Embedder
 from bot.retrieval.vectors import VectorCache
@@ -211,10 +210,6 @@ class Retriever:
         )
         return hits
 
-    @cached_property
-    def _autocommit_engine(self) -> AsyncEngine:
-        return self.db.engine.execution_options(isolation_level="AUTOCOMMIT")
-
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """Yield a pooled connection outside a transaction, with this Retriever's HNSW settings.
@@ -231,7 +226,7 @@ class Retriever:
         one would run with pgvector's defaults.
         """
         ef_search = str(max(self.ef_search, self.candidates))
-        async with self._autocommit_engine.connect() as conn:
+        async with self.db.autocommit() as conn:
             if conn.info.get(_HNSW_SETTINGS_KEY) != ef_search:
                 await conn.execute(_HNSW_SETTINGS, {"ef_search": ef_search})
                 conn.info[_HNSW_SETTINGS_KEY] = ef_search

@@ -15,7 +15,7 @@ import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.errors import DatabaseError
 
@@ -231,12 +231,22 @@ class Database:
         self.urls = urls
         self.engine = create_engine(urls, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool; its connections are in autocommit mode while checked out.
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """Yield a session inside one short transaction, committed on success."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    def autocommit(self) -> AsyncConnection:
+        """Return a pooled connection in autocommit mode, to be used with ``async with``.
+
+        Each statement on it is its own transaction, which saves a single statement
+        the round trips of BEGIN and COMMIT.
+        """
+        return self._autocommit_engine.connect()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
