@@ -167,7 +167,7 @@ class Embedder:
         # waits for PostgreSQL, whose backend needs the core that a spinning
         # thread occupies. On 2 cores a hybrid search with its question's
         # embedding took 14.0 ms p50 and 21 to 24 ms p95 with the default, and
-        # 13.0 ms and 16 ms with the threads stopped at the end of each run.
+        # 13.0 ms and about 16 ms with the threads stopped at the end of each run.
         options.add_session_config_entry("session.force_spinning_stop", "1")
         self._session = _load_session(model_path, options, int8_tables=not bulk)
         # Loading allocates and frees the model's tensors several times over. Without

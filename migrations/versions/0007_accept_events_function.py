@@ -6,8 +6,8 @@ one transaction, that took five round trips, BEGIN and COMMIT included. Under a
 burst of events the event loop that sends them is busy reading requests, so
 each round trip waited behind them. This function does the same three steps on
 the server, so that a batch costs one statement in autocommit mode: 200 events
-at once at an idle ``chatops serve --no-worker`` were acknowledged in 27 to 31
-ms instead of 39 ms (medians of 15 bursts).
+at once at an idle ``chatops serve --no-worker`` were acknowledged in 25 to 34
+ms instead of 39 ms (medians of 15 bursts, four runs).
 
 It queues jobs through procrastinate's own ``procrastinate_defer_jobs_v1``,
 whose schema migration 0002 installs, so the jobs fire procrastinate's triggers
@@ -25,7 +25,7 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# ``job_arguments`` maps each event key to its job's arguments; the keys must
+# ``job_arguments`` maps each event key to its job's arguments. The keys must
 # be distinct. Keys are recorded in sorted order, so that two batches that share
 # keys lock them in the same order and cannot deadlock, and jobs are queued in
 # the order given, which is the order of arrival. procrastinate's function
