@@ -43,8 +43,8 @@ class Pipeline:
     async def answer(self, message: IncomingMessage) -> None:
         channel = self._channel(message.platform)
         message = await channel.prepare(message)
-        async with self.db.transaction() as session:
-            opened = await exchanges.open_exchange(session, message, history_limit=HISTORY_TURNS)
+        async with self.db.autocommit() as conn:
+            opened = await exchanges.open_exchange(conn, message, history_limit=HISTORY_TURNS)
 
         answer = opened.answer
         if answer is not None and answer.delivery_status == "posted":
@@ -69,9 +69,9 @@ class Pipeline:
         finally:
             await progress
         latency_ms = int((time.perf_counter() - started) * 1000)
-        async with self.db.transaction() as session:
+        async with self.db.autocommit() as conn:
             stored = await exchanges.record_answer(
-                session,
+                conn,
                 conversation_id=conversation_id,
                 event_key=message.event_key,
                 text=_render(result),
@@ -95,8 +95,9 @@ class Pipeline:
                     for source in result.sources
                 ],
             )
-            if stored is None:
-                # Another worker stored an answer for this event first; deliver that one.
+        if stored is None:
+            # Another worker stored an answer for this event first; deliver that one.
+            async with self.db.transaction() as session:
                 stored = await exchanges.find_answer(session, message.event_key)
         logger.info(
             "Answered event %s with skill %s via %s in %d ms", message.event_key, skill_name, result.path, latency_ms
@@ -129,8 +130,8 @@ class Pipeline:
     async def _deliver(self, message: IncomingMessage, answer: Message, channel: ChannelClient) -> None:
         reply = Reply(text=answer.text, answer_id=str(answer.id))
         platform_id = await channel.send_reply(message, reply)
-        async with self.db.transaction() as session:
-            await exchanges.mark_delivered(session, answer.id, platform_id)
+        async with self.db.autocommit() as conn:
+            await exchanges.mark_delivered(conn, answer.id, platform_id)
 
     def _channel(self, platform: str) -> ChannelClient:
         try:

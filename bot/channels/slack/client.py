@@ -149,7 +149,7 @@ class SlackChannelClient(ChannelClient):
         except SlackApiError as exc:
             # already_reacted on a retried job is expected; anything else is only cosmetic.
             logger.info("Slack reactions.add failed: %s", exc.response.get("error"))
-        if self.deliveries is None or 0 in await self.deliveries.parts(message.event_key):
+        if self.deliveries is None:
             return
         ready = asyncio.Event()
         self._answer_ready[message.event_key] = ready
@@ -158,13 +158,19 @@ class SlackChannelClient(ChannelClient):
         task.add_done_callback(lambda _: self._forget_placeholder(message.event_key, task))
 
     async def _post_placeholder(self, message: IncomingMessage, ready: asyncio.Event) -> None:
-        """Post the placeholder unless the answer is ready within ``placeholder_after_s``."""
+        """Post the placeholder unless the answer is ready within ``placeholder_after_s``.
+
+        An answer's first part posted or a placeholder recorded by an earlier run of
+        the job is looked up only when the time is up, which most answers never reach.
+        """
         try:
             await asyncio.wait_for(ready.wait(), self.placeholder_after_s)
             return
         except asyncio.TimeoutError:
             pass
         try:
+            if 0 in await self.deliveries.parts(message.event_key):
+                return
             response = await self._post(message, PLACEHOLDER_TEXT, None)
             await self.deliveries.record_placeholder(message.event_key, str(response["ts"]))
         except Exception:
