@@ -288,10 +288,11 @@ class Retriever:
     async def corpus_version(self) -> tuple:
         """A value that changes whenever a source is added, replaced or removed.
 
-        Its second item is the number of chunks.
+        Its second item is the number of chunks. One statement in autocommit mode:
+        the HR skill reads it for every question.
         """
-        async with self.db.sessions() as session:
-            row = (await session.execute(_VERSION_QUERY)).one()
+        async with self.db.autocommit() as conn:
+            row = (await conn.execute(_VERSION_QUERY)).one()
         return (row.sources, row.chunks, row.max_chunk_id, row.updated)
 
     async def chunk_texts(self) -> list[tuple[str, str]]:
