@@ -51,6 +51,7 @@ FIGURES = [
     Figure("e2e_ratio_of_totals", "  ratio of the totals", ""),
     Figure("e2e_ratio_to_bot_model", "  end to end / the bot's own model time", ""),
     Figure("e2e_overhead_ms_per_answer", "  bot's time beside its model calls, per answer (ms)", ""),
+    Figure("e2e_raw_after_over_before", "  raw time after the bot's answer / before it (median)", ""),
     Figure("ack_p99_ms", "Acknowledgement p99, burst while generating (ms)", "<= 50", lambda value: value <= 50),
     Figure("ack_paced_p99_ms", "  same events paced over the burst window (ms)", ""),
     Figure("retrieval_p95_ms_100k", "Hybrid search p95, largest corpus, HNSW, rarest words (ms)", "<= 20", lambda value: value <= 20),

@@ -2,20 +2,26 @@
 
 Each question is a signed Slack event through ``chatops serve`` to the fake Slack
 Web API; the bot's time runs from the POST until the fake receives the answer.
-Right after each answer, the same question goes through the HR skill in this
-process. Its model calls go to a plain ``llama_cpp.Llama`` with the bot's
-settings, in a process of its own (see raw_llama.py), and only those calls are
-timed. The two
-sides alternate question by question, so that load from other processes hits both.
+The same question also goes through the HR skill in this process, once right
+before the bot's answer and once right after it. Its model calls go to a plain
+``llama_cpp.Llama`` with the bot's settings, in a process of its own (see
+raw_llama.py), and only those calls are timed. Each question's raw time is the
+mean of the two, so that a change of the machine's speed during the pair (other
+processes, other virtual machines on the host) moves both sides alike.
 
-Both models start from the same seed and see the same sequence of prompts (one
-warm-up question, then the questions in order), so llama.cpp's sampling seeds and
-its reuse of the previous prompt's prefix match on both sides. Only questions on
-which the stored ``answer_path`` shows that the model ran are compared.
+The two raw workers and the bot start from the same seed and see the same
+sequence of prompts (one warm-up question, then the questions in order), so
+llama.cpp's sampling seeds and its reuse of the previous prompt's prefix match on
+all three sides. Only questions on which the stored ``answer_path`` shows that the
+model ran are compared.
 
-The reported ratio is the median of the per-question ratios. On a machine shared
-with other work, a burst of load can slow one side of several consecutive pairs,
-which moves the ratio of the totals (also reported) far more than the median.
+The reported ratio is the median of the per-question ratios, over two rounds of
+the questions. On a machine shared with other work, a burst of load can slow one
+side of several consecutive pairs, which moves the ratio of the totals (also
+reported) far more than the median. Two raw runs of the same prompt in two
+processes differed by 6% (standard deviation of their ratio) on a 2-core virtual
+machine, so one round of 19 compared answers left the median about a percent
+from run to run.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from __future__ import annotations
 import asyncio
 import re
 import statistics
+import time
 from typing import Any
 
 from tests.bench.harness import MODEL_PATHS, BenchContext, answers_for, event_key_of, load_questions, wait_delivered
 from tests.bench.raw_llama import RawReplayer, settings_from_env
 
 WARM_UP_QUESTION = "How many paid sick days do I get in Austin?"
+# Pause before each timed side, so that the previous side's threads are idle again.
+SETTLE_S = 0.05
 
 # INFO lines of the bot's log that split its time per answer (see bot.core.pipeline and bot.llm.llama_cpp).
 _ANSWERED_LINE = re.compile(r"Answered event (\S+) with skill \S+ via \S+ in (\d+) ms")
@@ -44,12 +53,15 @@ def pick_questions(count: int) -> list[str]:
 async def run(ctx: BenchContext) -> dict[str, Any]:
     bot = await ctx.answer_bot()
     settings = settings_from_env(bot.env)
-    replayer = await RawReplayer.start(settings, bot.urls)
+    before = await RawReplayer.start(settings, bot.urls)
+    after = await RawReplayer.start(settings, bot.urls)
     try:
-        await _ask_both(bot, replayer, WARM_UP_QUESTION)
-        rows = [await _ask_both(bot, replayer, question) for question in pick_questions(ctx.sizes.e2e_questions)]
+        await _ask_all(bot, before, after, WARM_UP_QUESTION)
+        questions = pick_questions(ctx.sizes.e2e_questions) * ctx.sizes.e2e_rounds
+        rows = [await _ask_all(bot, before, after, question) for question in questions]
     finally:
-        await replayer.aclose()
+        await before.aclose()
+        await after.aclose()
 
     stored = answers_for(bot.urls, [row["event_key"] for row in rows])
     timings = timings_from_log(bot.process.log_path.read_text(errors="replace"))
@@ -77,21 +89,38 @@ def timings_from_log(log: str) -> dict[str, dict[str, float]]:
     return timings
 
 
-async def _ask_both(bot, replayer: RawReplayer, question: str) -> dict[str, Any]:
+async def _ask_all(bot, before: RawReplayer, after: RawReplayer, question: str) -> dict[str, Any]:
+    """Time the question raw, through the bot, and raw again, each side on an idle machine."""
+    # After a generation, llama.cpp's OpenMP threads keep polling for work for a few
+    # milliseconds: about 7 ms of CPU on 2 cores, at the model's nice value. Each
+    # side therefore starts after a pause instead of sharing the CPU with the last one.
+    await asyncio.sleep(SETTLE_S)
+    # The message's timestamp does not reach the prompt; the bot's is not known yet.
+    calls_before = await before.replay(question, f"{time.time():.6f}")
+    await asyncio.sleep(SETTLE_S)
     ts, bot_seconds = await bot.ask(question)
     event_key = event_key_of(ts)
     # The worker marks the answer posted after chat.postMessage returns; wait for that
     # so that the raw run never shares the CPU with the bot's own work.
     await wait_delivered(bot.urls, event_key)
-    calls = await replayer.replay(question, ts)
+    await asyncio.sleep(SETTLE_S)
+    calls_after = await after.replay(question, ts)
+    raw_before = sum(call.seconds for call in calls_before)
+    raw_after = sum(call.seconds for call in calls_after)
+    last = calls_after[-1] if calls_after else None
     return {
         "question": question,
         "event_key": event_key,
         "bot_s": bot_seconds,
-        "raw_s": sum(call.seconds for call in calls),
-        "raw_calls": len(calls),
-        "raw_prompt_tokens": calls[-1].prompt_tokens if calls else None,
-        "raw_completion_tokens": calls[-1].completion_tokens if calls else None,
+        "raw_s": (raw_before + raw_after) / 2,
+        "raw_before_s": raw_before,
+        "raw_after_s": raw_after,
+        "raw_calls": len(calls_after),
+        "raw_calls_agree": len(calls_before) == len(calls_after)
+        and [(call.prompt_tokens, call.completion_tokens) for call in calls_before]
+        == [(call.prompt_tokens, call.completion_tokens) for call in calls_after],
+        "raw_prompt_tokens": last.prompt_tokens if last else None,
+        "raw_completion_tokens": last.completion_tokens if last else None,
     }
 
 
@@ -129,6 +158,15 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         # The bot stores the token counts of the skill's last model call, so the raw side
         # reports its last call too. Equal counts show that both sides ran the same prompts.
         "e2e_prompt_token_mismatches": sum(row["bot_prompt_tokens"] != row["raw_prompt_tokens"] for row in compared),
+        # The two raw runs of a question must have made the same calls with the same counts.
+        "e2e_raw_runs_disagreeing": sum(not row["raw_calls_agree"] for row in compared),
+        # Raw time after the bot's answer over raw time before it, median per question:
+        # how far the machine's speed moved within a pair.
+        "e2e_raw_after_over_before": (
+            round(statistics.median(row["raw_after_s"] / row["raw_before_s"] for row in compared if row["raw_before_s"] > 0), 3)
+            if compared
+            else None
+        ),
         "e2e_completion_tokens_bot": sum(row["bot_completion_tokens"] or 0 for row in compared),
         "e2e_completion_tokens_raw": sum(row["raw_completion_tokens"] or 0 for row in compared),
         "e2e_rows": [
@@ -137,6 +175,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "answer_path": row["answer_path"],
                 "bot_ms": round(row["bot_s"] * 1000, 1),
                 "raw_ms": round(row["raw_s"] * 1000, 1),
+                "raw_before_ms": round(row["raw_before_s"] * 1000, 1),
+                "raw_after_ms": round(row["raw_after_s"] * 1000, 1),
                 "pipeline_ms": row.get("pipeline_ms"),
                 "bot_model_ms": row.get("bot_model_ms"),
                 "tokens_bot": [row["bot_prompt_tokens"], row["bot_completion_tokens"]],

@@ -49,6 +49,8 @@ class Sizes:
     """How much work each benchmark does."""
 
     e2e_questions: int
+    e2e_rounds: int
+    """Times the questions are asked in order; the ratio is the median over all of them."""
     burst_events: int
     burst_model_every: int
     """Every n-th burst event is an HR question for the model; the others are ``help``."""
@@ -62,6 +64,7 @@ class Sizes:
 
 FULL = Sizes(
     e2e_questions=20,
+    e2e_rounds=2,
     burst_events=200,
     burst_model_every=20,
     concurrency_questions=50,
@@ -73,6 +76,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     e2e_questions=5,
+    e2e_rounds=1,
     burst_events=40,
     burst_model_every=10,
     concurrency_questions=10,
