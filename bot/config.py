@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     context_window: int = Field(default=4096, ge=512, le=131072, alias="CHATOPS_CONTEXT_WINDOW")
     max_answer_tokens: int = Field(default=160, ge=16, le=4096, alias="CHATOPS_MAX_ANSWER_TOKENS")
     model_threads: int | None = Field(default=None, ge=1, le=256, alias="CHATOPS_MODEL_THREADS")
-    # Generation keeps every core busy. At nice 10 it yields to the web server, which
-    # must acknowledge Slack's events within 3 seconds, and to the database.
+    # Generation and embedding keep every core busy. At nice 10 they yield to the web
+    # server, which must acknowledge Slack's events within 3 seconds, and to the database.
     model_nice: int = Field(default=10, ge=0, le=19, alias="CHATOPS_MODEL_NICE")
 
     data_dir: Path = Field(default=Path("./var"), alias="CHATOPS_DATA_DIR")

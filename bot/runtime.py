@@ -70,7 +70,9 @@ class Runtime:
         db = Database(urls)
         queue = bind_queue(urls.libpq)
         await queue.open_async()
-        embedder = get_embedder(bulk=bulk_embedding)
+        # A server embeds questions and, in the background, passages; like generation,
+        # that yields to acknowledging events. A bulk command runs at full priority.
+        embedder = get_embedder(bulk=bulk_embedding, nice=0 if bulk_embedding else settings.model_nice)
         runtime = cls(
             settings=settings,
             urls=urls,

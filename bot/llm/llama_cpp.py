@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,6 +22,7 @@ from bot.llm.base import (
     clean_output,
     prepare_messages,
 )
+from bot.threads import lower_thread_priority
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -43,22 +42,6 @@ _PROBE_MESSAGES = [
 _PIECE = "piece"
 _ERROR = "error"
 _END = "end"
-
-
-def _lower_priority(steps: int) -> None:
-    """Raise the calling thread's nice value by ``steps``; the threads it starts inherit it.
-
-    llama.cpp starts its compute threads from the thread that calls it, so lowering
-    that thread lowers generation as a whole. Linux keeps a nice value per thread;
-    elsewhere this lowers the whole process, so it is skipped there.
-    """
-    if steps <= 0 or not sys.platform.startswith("linux"):
-        return
-    thread_id = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, thread_id, min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + steps))
-    except OSError as exc:
-        logger.warning("Could not lower the priority of the model's thread: %s", exc)
 
 
 class LlamaCppModel(ChatModel):
@@ -124,7 +107,7 @@ class LlamaCppModel(ChatModel):
         self._formatter, self.supports_system_role = _select_chat_format(llm)
         self._lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"llama-{self.model_id}", initializer=_lower_priority, initargs=(nice,)
+            max_workers=1, thread_name_prefix=f"llama-{self.model_id}", initializer=lower_thread_priority, initargs=(nice,)
         )
         logger.info(
             "model %s loaded from %s: context_window=%d system_role=%s chat_format=%s",

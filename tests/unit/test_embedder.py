@@ -1,6 +1,10 @@
 """Tests of bot.retrieval.embedder against the real int8 ONNX model (CPU only)."""
 
+import asyncio
 import importlib.util
+import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -175,3 +179,20 @@ def test_lean_embedder_gives_the_same_vectors(embedder):
     lean = Embedder(bulk=False)
 
     np.testing.assert_allclose(lean.embed(MIXED_LENGTHS), embedder.embed(MIXED_LENGTHS), atol=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values per thread are a Linux feature")
+async def test_embedding_threads_run_at_lower_priority():
+    caller_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    lowered = Embedder(bulk=False, nice=5)
+    loop = asyncio.get_running_loop()
+
+    thread_nice = await loop.run_in_executor(
+        lowered._executor, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    )
+    vectors = await lowered.embed_async(["How many paid sick days do I get?"])
+
+    assert thread_nice == min(19, caller_nice + 5)
+    assert vectors.shape == (1, EMBEDDING_DIM)
+    # The rest of the process keeps its priority.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller_nice
