@@ -1,9 +1,10 @@
 """Queries for conversations, questions, answers and the sources answers used.
 
-Each function runs on a session or connection the caller opened; callers keep
-transactions short and never hold one across a model call. Functions whose
-statements each stand alone say so, and callers run them in autocommit mode,
-which saves the round trips of BEGIN and COMMIT on the path of every answer.
+Each function runs on a session or connection the caller opened, and callers keep
+transactions short and never hold one across a model call. A function documented
+as safe in autocommit mode sends statements that are independent of each other.
+The pipeline runs those on an autocommit connection, which saves the round trips
+of BEGIN and COMMIT on the path of every reply.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.core.message import HistoryTurn, IncomingMessage
-from bot.storage.models import Conversation, Message
+from bot.storage.models import Message
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ class OpenedExchange:
     history: list[HistoryTurn] = field(default_factory=list)
 
 
-# Records a question in its thread's conversation, inserting the conversation
-# unless it exists, in one round trip; returns the conversation, whether it was
+# Records a question in its thread's conversation in one round trip, and inserts
+# the conversation unless it exists. Returns the conversation, whether it was
 # created, and the question's time. When another transaction inserts the same
-# thread at the same moment, this statement's snapshot sees neither row, nothing
-# is stored, and the caller runs it again.
+# thread at the same moment, this statement's snapshot sees neither row, so
+# nothing is stored and the caller runs it again.
 _RECORD_QUESTION = sql_text(
     """
     WITH inserted AS (
@@ -77,7 +77,7 @@ _RECORD_QUESTION = sql_text(
 async def open_exchange(connection: AsyncConnection, message: IncomingMessage, *, history_limit: int) -> OpenedExchange:
     """Return the stored answer to ``message``, or record it as a question with its conversation's history.
 
-    Every statement stands alone, so ``connection`` may be in autocommit mode.
+    The statements are independent of each other, so ``connection`` may be in autocommit mode.
     Two round trips for a question in a new thread, three in an existing one:
     the messages of the event, the question with its conversation, and the history.
     """
@@ -118,56 +118,6 @@ async def open_exchange(connection: AsyncConnection, message: IncomingMessage, *
     return OpenedExchange(None, row.id, history)
 
 
-def _new_question(conversation_id: uuid.UUID, message: IncomingMessage) -> Message:
-    return Message(
-        conversation_id=conversation_id,
-        role="user",
-        text=message.text,
-        user_id=message.user_id,
-        event_key=message.event_key,
-        platform_message_id=message.message_id,
-    )
-
-
-async def get_or_create_conversation(session: AsyncSession, message: IncomingMessage) -> Conversation:
-    statement = (
-        insert(Conversation)
-        .values(
-            id=uuid.uuid4(),
-            platform=message.platform,
-            channel_id=message.channel_id,
-            thread_key=message.thread_key,
-            channel_type=message.channel_type,
-        )
-        .on_conflict_do_nothing(constraint="uq_conversation_thread")
-    )
-    await session.execute(statement)
-    return (
-        await session.execute(
-            select(Conversation).where(
-                Conversation.platform == message.platform,
-                Conversation.channel_id == message.channel_id,
-                Conversation.thread_key == message.thread_key,
-            )
-        )
-    ).scalar_one()
-
-
-async def record_question(session: AsyncSession, conversation: Conversation, message: IncomingMessage) -> Message:
-    """Store the employee's message once, however often its job runs."""
-    existing = (
-        await session.execute(
-            select(Message).where(Message.event_key == message.event_key, Message.role == "user")
-        )
-    ).scalar_one_or_none()
-    if existing is not None:
-        return existing
-    question = _new_question(conversation.id, message)
-    session.add(question)
-    await session.flush()
-    return question
-
-
 async def load_history(
     connection: AsyncSession | AsyncConnection, conversation_id: uuid.UUID, *, before: Message, limit: int = 40
 ) -> list[HistoryTurn]:
@@ -193,11 +143,11 @@ async def find_answer(session: AsyncSession, event_key: str) -> Message | None:
     ).scalar_one_or_none()
 
 
-# Stores an answer and the sources it used in one statement, so that a caller in
-# autocommit mode needs one round trip and the two never exist apart. Nothing is
-# stored when the event already has an answer: the conflict leaves ``answer`` empty.
-# The conflict target's predicate is literal SQL because PostgreSQL cannot match a
-# bound parameter against the partial unique index uq_messages_answer_event.
+# Inserts the bot's reply and its sources in one statement, so both commit together
+# in one round trip. When the event already has a reply, the conflict leaves the
+# ``answer`` CTE empty and nothing is inserted. The conflict target's predicate is
+# literal SQL because PostgreSQL cannot match a bound parameter against the partial
+# unique index uq_messages_answer_event.
 _RECORD_ANSWER = sql_text(
     """
     WITH answer AS (

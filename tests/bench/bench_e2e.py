@@ -116,12 +116,14 @@ async def _ask_all(bot, before: RawReplayer, after: RawReplayer, question: str) 
         "raw_before_s": raw_before,
         "raw_after_s": raw_after,
         "raw_calls": len(calls_after),
-        "raw_calls_agree": len(calls_before) == len(calls_after)
-        and [(call.prompt_tokens, call.completion_tokens) for call in calls_before]
-        == [(call.prompt_tokens, call.completion_tokens) for call in calls_after],
+        "raw_calls_agree": _token_counts(calls_before) == _token_counts(calls_after),
         "raw_prompt_tokens": last.prompt_tokens if last else None,
         "raw_completion_tokens": last.completion_tokens if last else None,
     }
+
+
+def _token_counts(calls) -> list[tuple[int, int]]:
+    return [(call.prompt_tokens, call.completion_tokens) for call in calls]
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -98,12 +98,11 @@ def question(text: str, *, thread: str, number: int) -> IncomingMessage:
 async def seed_thread(db: Database, thread: str, turns: int) -> None:
     for number in range(turns):
         message = question(f"Earlier question {number} about carer days and how requests are recorded?", thread=thread, number=number)
-        async with db.transaction() as session:
-            conversation = await exchanges.get_or_create_conversation(session, message)
-            await exchanges.record_question(session, conversation, message)
+        async with db.autocommit() as conn:
+            opened = await exchanges.open_exchange(conn, message, history_limit=0)
             await exchanges.record_answer(
-                session,
-                conversation_id=conversation.id,
+                conn,
+                conversation_id=opened.conversation_id,
                 event_key=message.event_key,
                 text=f"Earlier answer {number}: carer days are requested from the manager. " * 6,
                 skill="hr_qa",
